@@ -1,0 +1,23 @@
+"""django-observe: health, correlation, structured logs, metrics and tracing for Django.
+
+Public API (see docs/):
+
+- ``django_observe.get_config()``: the validated configuration of this process.
+- ``django_observe.health``: ``Database``, ``Cache``, ``Redis``, ``CeleryBroker``, ``CeleryWorkers``,
+  ``Migrations``, ``Disk``, ``Memory`` checks, ``start_draining()``, ``is_draining()``.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "get_config"]
+
+
+def __getattr__(name: str):
+    # Lazy, so that listing "django_observe" in INSTALLED_APPS imports nothing from Django.
+    if name == "get_config":
+        from .conf import get_config
+
+        return get_config
+    raise AttributeError(f"module 'django_observe' has no attribute {name!r}")

@@ -1,0 +1,66 @@
+"""Wires the subsystems from the configuration, once per process."""
+
+from __future__ import annotations
+
+import logging
+
+from django.apps import AppConfig
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from . import conf, runtime
+
+logger = logging.getLogger("django_observe")
+
+MIDDLEWARE = "django_observe.middleware.ObserveMiddleware"
+
+
+def install_middleware(django_settings) -> None:
+    """Put ``ObserveMiddleware`` first in ``MIDDLEWARE`` unless the project lists it already."""
+    middleware = list(django_settings.MIDDLEWARE)
+    if MIDDLEWARE not in middleware:
+        middleware.insert(0, MIDDLEWARE)
+        django_settings.MIDDLEWARE = middleware
+
+
+def configure_health() -> None:
+    from .health import registry, state
+
+    config = conf.get_config()
+    state.configure(
+        config,
+        databases=list(settings.DATABASES),
+        caches=dict(settings.CACHES),
+        celery_app=registry.find_celery_app(config),
+    )
+
+
+class DjangoObserveConfig(AppConfig):
+    name = "django_observe"
+    verbose_name = "django-observe"
+
+    def ready(self) -> None:
+        from . import checks
+
+        try:
+            config = conf.load_config(settings)
+        except conf.InvalidConfiguration as exc:
+            # manage.py commands report it as system check errors (manage.py check shows them);
+            # servers and workers refuse to start.
+            checks.startup_errors.extend(exc.errors)
+            if runtime.is_management_command():
+                return
+            raise
+        conf.set_config(config)
+        if config.auto_middleware:
+            install_middleware(settings)
+        try:
+            configure_health()
+        except ImproperlyConfigured as exc:
+            checks.startup_errors.append(conf.ConfigError('DJANGO_OBSERVE["HEALTH_CHECKS"]', str(exc)))
+            if not runtime.is_management_command():
+                raise
+        if runtime.process_role() == "web":
+            from .health import drain
+
+            drain.install_sigterm_handler(config.health_drain_seconds)

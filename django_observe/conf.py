@@ -1,0 +1,421 @@
+"""The one place that reads Django settings and the environment.
+
+Every option is a field of :class:`ObserveConfig`. Its metadata says how the
+raw value is parsed and validated and what it means; the documentation's
+configuration reference is checked against these fields by a test.
+
+Where a value comes from, first match wins:
+
+1. an environment variable of the same name (``HEALTH_TIMEOUT=5``);
+2. for the few top-level options (``LOG_LEVEL``, ``LOG_FORMAT``,
+   ``OTEL_ENABLED``), the Django setting of that name;
+3. the key of that name in ``settings.DJANGO_OBSERVE``;
+4. the default.
+
+Subsystems receive the frozen config object; they never read
+``django.conf.settings`` themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+__all__ = [
+    "ConfigError",
+    "InvalidConfiguration",
+    "ObserveConfig",
+    "get_config",
+    "load_config",
+    "option_names",
+]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+# --- parsers: raw value (Python value from settings, or str from the environment) -> clean value.
+# Each raises ValueError with a message that states the accepted values.
+
+
+def boolean(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
+        return raw.strip().lower() in _TRUE
+    raise ValueError("must be a boolean (true/false, 1/0, yes/no, on/off)")
+
+
+def number(minimum: float | None = None, maximum: float | None = None) -> Callable[[Any], float]:
+    def parse(raw: Any) -> float:
+        try:
+            if isinstance(raw, bool):
+                raise TypeError
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"must be a number{_range(minimum, maximum)}") from None
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise ValueError(f"must be a number{_range(minimum, maximum)}")
+        return value
+
+    return parse
+
+
+def integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[Any], int]:
+    def parse(raw: Any) -> int:
+        try:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise TypeError
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"must be an integer{_range(minimum, maximum)}") from None
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise ValueError(f"must be an integer{_range(minimum, maximum)}")
+        return value
+
+    return parse
+
+
+def _range(minimum: float | None, maximum: float | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f" from {minimum:g} to {maximum:g}"
+    if minimum is not None:
+        return f" >= {minimum:g}"
+    if maximum is not None:
+        return f" <= {maximum:g}"
+    return ""
+
+
+def choice(*accepted: str, aliases: Mapping[str, str] | None = None) -> Callable[[Any], str]:
+    """Case-insensitive choice among ``accepted``; ``aliases`` map extra spellings."""
+    aliases = dict(aliases or {})
+
+    def parse(raw: Any) -> str:
+        if isinstance(raw, str):
+            value = raw.strip().lower()
+            value = aliases.get(value, value)
+            if value in accepted:
+                return value
+        shown = ", ".join(f'"{a}"' for a in (*accepted, *aliases))
+        raise ValueError(f"must be one of {shown}")
+
+    parse.accepted = accepted  # type: ignore[attr-defined]
+    return parse
+
+
+def text(raw: Any) -> str:
+    if isinstance(raw, str):
+        return raw
+    raise ValueError("must be a string")
+
+
+def optional_text(raw: Any) -> str | None:
+    if raw is None or raw == "":
+        return None
+    return text(raw)
+
+
+def text_list(raw: Any) -> tuple[str, ...]:
+    """A list of strings; from the environment, comma-separated."""
+    if isinstance(raw, str):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if isinstance(raw, (list, tuple)) and all(isinstance(v, str) for v in raw):
+        return tuple(raw)
+    raise ValueError("must be a list of strings (comma-separated in the environment)")
+
+
+def mapping(raw: Any) -> dict[str, Any]:
+    """A dict; from the environment, a JSON object."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.strip() else {}
+        except json.JSONDecodeError:
+            raise ValueError("must be a JSON object") from None
+    if isinstance(raw, Mapping) and all(isinstance(k, str) for k in raw):
+        return dict(raw)
+    raise ValueError("must be a dict with string keys (a JSON object in the environment)")
+
+
+def check_list(raw: Any) -> tuple[Any, ...]:
+    """Custom health checks: dotted paths or dicts ``{"path": ..., "id": ..., ...}``."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.strip().startswith("[") else text_list(raw)
+        except json.JSONDecodeError:
+            raise ValueError("must be a JSON list or comma-separated dotted paths") from None
+    if not isinstance(raw, (list, tuple)):
+        raise ValueError('must be a list of dotted paths or dicts with a "path" key')
+    allowed = {"path", "id", "critical", "timeout", "options"}
+    for item in raw:
+        if isinstance(item, str):
+            continue
+        if not isinstance(item, Mapping) or not isinstance(item.get("path"), str):
+            raise ValueError('must be a list of dotted paths or dicts with a "path" key')
+        extra = set(item) - allowed
+        if extra:
+            raise ValueError(f"entries accept the keys {sorted(allowed)}, got unknown {sorted(extra)}")
+    return tuple(raw)
+
+
+# --- the options
+
+
+def option(
+    default: Any,
+    parse: Callable[[Any], Any],
+    doc: str,
+    *,
+    top_level: bool = False,
+    secret: bool = False,
+    default_from: Callable[[Any], Any] | None = None,
+) -> Any:
+    """Declare one option: a dataclass field whose metadata drives loading and the docs.
+
+    Args:
+        default: the value when nothing is set (already clean).
+        parse: turns a raw value into a clean one, raising ``ValueError``.
+        doc: one sentence for the configuration reference.
+        top_level: read from a top-level Django setting instead of ``DJANGO_OBSERVE``.
+        secret: never echo the value in error messages.
+        default_from: computes the default from the Django settings object.
+    """
+    metadata = {
+        "parse": parse,
+        "doc": doc,
+        "top_level": top_level,
+        "secret": secret,
+        "default_from": default_from,
+    }
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use a tuple or None as the default of an option")
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _default_log_format(settings: Any) -> str:
+    return "text" if getattr(settings, "DEBUG", False) else "json"
+
+
+def _default_redis_urls(settings: Any) -> tuple[str, ...]:
+    url = getattr(settings, "REDIS_URL", None) or os.environ.get("REDIS_URL")
+    return (url,) if url else ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ObserveConfig:
+    """The validated configuration of django_observe (read-only)."""
+
+    # Top-level settings customers already know.
+    log_level: str = option(
+        "info",
+        choice("error", "warning", "info", "debug", "trace", aliases={"warn": "warning"}),
+        "Minimum level of log lines: error, warning (or warn), info, debug or trace; any case.",
+        top_level=True,
+    )
+    log_format: str = option(
+        "json",
+        choice("json", "text"),
+        'Log line format: "json" for production, "text" for development; defaults to text when DEBUG, else json.',
+        top_level=True,
+        default_from=_default_log_format,
+    )
+    otel_enabled: bool = option(False, boolean, "Turn on OpenTelemetry tracing.", top_level=True)
+
+    # Service identity (health bodies, logs, traces).
+    service_name: str = option("django", text, "Name of the service in health bodies, logs and traces.")
+    service_version: str = option("unknown", text, 'Version reported by /health ("version") and in traces.')
+    service_environment: str = option("production", text, "Deployment environment name (production, staging, ...).")
+
+    # Wiring.
+    auto_middleware: bool = option(
+        True,
+        boolean,
+        "Insert django_observe's middleware into MIDDLEWARE automatically (a position you list yourself is kept).",
+    )
+
+    # Health.
+    health_timeout: float = option(2.0, number(0.05, 300), "Default timeout of each health check, in seconds.")
+    health_cache_ttl: float = option(
+        1.0, number(0, 3600), "Seconds a health result is reused; concurrent probes share one run (0 = no cache)."
+    )
+    health_details: str = option(
+        "always",
+        choice("always", "authorized", "never"),
+        'What /health shows: "always" (component words and human errors), "authorized" (only to token or staff), '
+        '"never" (status only). Raw exception text is only ever shown to authorized callers.',
+    )
+    health_token: str | None = option(
+        None,
+        optional_text,
+        "Bearer token that authorizes full health details (Authorization: Bearer <token>).",
+        secret=True,
+    )
+    health_checks: tuple[Any, ...] = option(
+        (),
+        check_list,
+        'Custom checks: dotted paths to django-health-check HealthCheck classes, or dicts {"path", "id", "critical", '
+        '"timeout", "options"}.',
+    )
+    health_check_options: dict[str, Any] = option(
+        None,
+        mapping,
+        'Per built-in check id: {"critical": bool, "timeout": seconds, "enabled": bool}, '
+        'e.g. {"celery": {"critical": true}}.',
+    )
+    health_probe_bypass: bool = option(
+        True,
+        boolean,
+        "Answer /healthz and /readyz before the rest of the middleware, so ALLOWED_HOSTS, HTTPS redirects and "
+        "login middleware cannot break probes.",
+    )
+    health_drain_seconds: float = option(
+        0.0,
+        number(0, 600),
+        "On SIGTERM, report /readyz 503 for this many seconds before the server starts its own shutdown.",
+    )
+    health_disk_paths: tuple[str, ...] = option((".",), text_list, "Paths whose filesystems the disk check watches.")
+    health_disk_warn_percent: float = option(
+        90.0, number(1, 100), "Disk usage percent above which the disk check warns."
+    )
+    health_memory_warn_percent: float = option(
+        90.0, number(1, 100), "Memory usage percent above which the memory check warns."
+    )
+    redis_urls: tuple[str, ...] = option(
+        (),
+        text_list,
+        "Redis URLs to check (PING); defaults to the REDIS_URL setting or environment variable.",
+        secret=True,
+        default_from=_default_redis_urls,
+    )
+    celery_app: str | None = option(
+        None,
+        optional_text,
+        'Dotted path to the Celery app ("proj.celery:app" or "proj.celery.app"); default: the current Celery app when '
+        "Celery is configured.",
+    )
+    celery_min_workers: int = option(
+        1, integer(0, 10_000), "Workers that must answer a ping for the celery check to pass."
+    )
+
+    # Filled by load_config: where each value came from (option name -> source).
+    sources: Mapping[str, str] = dataclasses.field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.health_check_options is None:
+            object.__setattr__(self, "health_check_options", {})
+        if self.sources is None:
+            object.__setattr__(self, "sources", {})
+
+
+def _options() -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(ObserveConfig) if "parse" in f.metadata]
+
+
+def option_names() -> list[str]:
+    """Every setting name django_observe reads (upper case), in declaration order."""
+    return [f.name.upper() for f in _options()]
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigError:
+    """One invalid setting: where it came from and what is accepted."""
+
+    setting: str
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidConfiguration(ImproperlyConfigured):
+    """Raised by :func:`load_config`; ``errors`` lists every invalid setting."""
+
+    def __init__(self, errors: list[ConfigError]):
+        self.errors = errors
+        super().__init__("django_observe configuration is invalid:\n" + "\n".join(f"  - {e}" for e in errors))
+
+
+def load_config(settings: Any = None, environ: Mapping[str, str] | None = None) -> ObserveConfig:
+    """Read, validate and freeze the configuration.
+
+    Args:
+        settings: a Django settings object (default: ``django.conf.settings``).
+        environ: the environment (default: ``os.environ``).
+
+    Raises:
+        InvalidConfiguration: naming each bad setting, its value and the accepted values.
+    """
+    if settings is None:
+        from django.conf import settings
+    if environ is None:
+        environ = os.environ
+
+    errors: list[ConfigError] = []
+    user = getattr(settings, "DJANGO_OBSERVE", None) or {}
+    if not isinstance(user, Mapping):
+        errors.append(ConfigError("DJANGO_OBSERVE", f"DJANGO_OBSERVE must be a dict, got {type(user).__name__}"))
+        user = {}
+
+    known = {f.name.upper(): f for f in _options()}
+    for key in user:
+        field = known.get(key) if isinstance(key, str) else None
+        if field is None or field.metadata["top_level"]:
+            close = difflib.get_close_matches(str(key), [k for k, f in known.items() if not f.metadata["top_level"]], 1)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            where = " is a top-level setting, not a DJANGO_OBSERVE key" if field is not None else " is not an option"
+            errors.append(
+                ConfigError(
+                    f'DJANGO_OBSERVE["{key}"]',
+                    f'DJANGO_OBSERVE["{key}"]{where}{hint}; see the configuration reference for accepted keys',
+                )
+            )
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for field in _options():
+        name = field.name.upper()
+        meta = field.metadata
+        if name in environ:
+            raw, source = environ[name], f"environment variable {name}"
+        elif meta["top_level"] and hasattr(settings, name):
+            raw, source = getattr(settings, name), f"settings.{name}"
+        elif name in user:
+            raw, source = user[name], f'DJANGO_OBSERVE["{name}"]'
+        else:
+            default_from = meta["default_from"]
+            values[field.name] = default_from(settings) if default_from else field.default
+            sources[field.name] = "default"
+            continue
+        try:
+            values[field.name] = meta["parse"](raw)
+        except ValueError as exc:
+            shown = "<hidden>" if meta["secret"] else repr(raw)
+            errors.append(ConfigError(source, f"{source} {exc}, got {shown}"))
+        sources[field.name] = source
+
+    if errors:
+        raise InvalidConfiguration(errors)
+    return ObserveConfig(**values, sources=sources)
+
+
+_config: ObserveConfig | None = None
+
+
+def get_config() -> ObserveConfig:
+    """The configuration loaded by the app at startup (loaded on first use otherwise)."""
+    global _config
+    if _config is None:
+        _config = load_config()
+    return _config
+
+
+def set_config(config: ObserveConfig | None) -> None:
+    """Install a config (the app does this in ``ready()``; tests may too)."""
+    global _config
+    _config = config

@@ -1,0 +1,23 @@
+"""Health endpoints and checks, built on django-health-check's ``HealthCheck``."""
+
+from .checks import Cache, CeleryBroker, CeleryWorkers, Database, Disk, Memory, Migrations, Observation, Redis
+from .drain import is_draining, start_draining
+from .registry import CheckSpec
+from .runner import CheckResult, HealthRunner
+
+__all__ = [
+    "Cache",
+    "CeleryBroker",
+    "CeleryWorkers",
+    "CheckResult",
+    "CheckSpec",
+    "Database",
+    "Disk",
+    "HealthRunner",
+    "Memory",
+    "Migrations",
+    "Observation",
+    "Redis",
+    "is_draining",
+    "start_draining",
+]

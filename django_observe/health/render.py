@@ -1,0 +1,152 @@
+"""Response bodies: the seed's JSON shape and the IETF ``application/health+json`` draft."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .runner import FAIL, PASS, WARN, CheckResult
+
+__all__ = ["HEALTH_JSON", "format_uptime", "health_json_body", "overall_status", "seed_body", "wants_health_json"]
+
+HEALTH_JSON = "application/health+json"
+STARTED_AT = time.monotonic()
+
+# Level of detail a caller gets: "status" (only status), "public" (component words and human
+# errors), "full" (public plus each check's raw error text).
+STATUS, PUBLIC, FULL = "status", "public", "full"
+
+
+def uptime_seconds() -> float:
+    return time.monotonic() - STARTED_AT
+
+
+def format_uptime(seconds: float) -> str:
+    """``3d 14h 22m`` as in the seed."""
+    minutes = int(seconds // 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{days}d {hours}h {minutes}m"
+
+
+def overall_status(results: Sequence[CheckResult]) -> str:
+    """``unhealthy`` if a critical check fails, ``degraded`` if any other does not pass."""
+    if any(r.status == FAIL and r.spec.critical for r in results):
+        return "unhealthy"
+    if any(r.status != PASS for r in results):
+        return "degraded"
+    return "healthy"
+
+
+def _word(results: Sequence[CheckResult], component: str) -> str | None:
+    mine = [r for r in results if r.spec.component == component]
+    if not mine:
+        return None
+    return "disconnected" if any(r.status == FAIL for r in mine) else "connected"
+
+
+def _celery_word(results: Sequence[CheckResult]) -> str | None:
+    broker = _word(results, "celery_broker")
+    workers = [r for r in results if r.spec.component == "celery"]
+    if broker == "disconnected":
+        return "disconnected"
+    if workers and workers[0].status == FAIL:
+        return "no workers"
+    return broker or ("connected" if workers else None)
+
+
+def check_entry(result: CheckResult, level: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "status": result.status,
+        "critical": result.spec.critical,
+        "duration_ms": result.duration_ms,
+    }
+    if result.observation is not None:
+        entry["observed_value"] = result.observation.value
+        entry["observed_unit"] = result.observation.unit
+    if result.error:
+        entry["error"] = result.error
+        if level == FULL and result.detail:
+            entry["detail"] = result.detail
+    return entry
+
+
+def seed_body(results: Sequence[CheckResult], *, level: str, version: str) -> dict[str, Any]:
+    """``{"status", "version", "uptime", "database", "redis", "celery", "checks", "error"}``."""
+    status = overall_status(results)
+    body: dict[str, Any] = {"status": status}
+    if level == STATUS:
+        return body
+    seconds = uptime_seconds()
+    body.update(version=version, uptime=format_uptime(seconds), uptime_seconds=round(seconds, 3))
+    for key, word in (
+        ("database", _word(results, "database")),
+        ("redis", _word(results, "redis")),
+        ("cache", _word(results, "cache")),
+        ("celery", _celery_word(results)),
+    ):
+        if word is not None:
+            body[key] = word
+    body["checks"] = {r.id: check_entry(r, level) for r in results}
+    failing = [r for r in results if r.status == FAIL and (r.spec.critical or status != "unhealthy")]
+    if failing:
+        body["error"] = "; ".join(dict.fromkeys(r.error for r in failing if r.error))
+    return body
+
+
+_HEALTH_JSON_STATUS = {PASS: "pass", WARN: "warn", FAIL: "fail"}
+
+
+def health_json_body(results: Sequence[CheckResult], *, level: str, version: str, service_id: str) -> dict[str, Any]:
+    """The draft-inadarei-api-health-check-06 shape."""
+    status = overall_status(results)
+    root_status = {"healthy": "pass", "degraded": "warn", "unhealthy": "fail"}[status]
+    body: dict[str, Any] = {"status": root_status}
+    if level == STATUS:
+        return body
+    body.update(version=version, serviceId=service_id, description=f"health of {service_id}")
+    checks: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        item: dict[str, Any] = {
+            "componentId": r.spec.component_id,
+            "componentType": r.spec.component_type,
+            "status": _HEALTH_JSON_STATUS[r.status],
+            "time": r.time.isoformat().replace("+00:00", "Z"),
+        }
+        if r.observation is not None:
+            item.update(observedValue=r.observation.value, observedUnit=r.observation.unit)
+        else:
+            item.update(observedValue=r.duration_ms, observedUnit="ms")
+        if r.error:
+            item["output"] = r.detail if level == FULL and r.detail else r.error
+        key = f"{r.spec.component}:{r.spec.measurement if r.observation is not None else 'responseTime'}"
+        checks.setdefault(key, []).append(item)
+    body["checks"] = checks
+    errors = [r.error for r in results if r.status == FAIL and r.error]
+    if errors:
+        body["output"] = "; ".join(dict.fromkeys(errors))
+    return body
+
+
+def wants_health_json(accept: str) -> bool:
+    """True when ``Accept`` prefers ``application/health+json``; malformed headers mean no."""
+    best_q, best = -1.0, ""
+    for part in accept.split(",")[:32]:
+        media, _, params = part.strip().partition(";")
+        media = media.strip().lower()
+        if media not in (HEALTH_JSON, "application/json", "application/*", "*/*"):
+            continue
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+                if not 0.0 <= q <= 1.0:
+                    q = 0.0
+        if q > best_q or (q == best_q and media == HEALTH_JSON):
+            best_q, best = q, media
+    return best == HEALTH_JSON and best_q > 0

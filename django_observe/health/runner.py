@@ -1,0 +1,190 @@
+"""Run checks concurrently, each bounded by its timeout, with a short shared cache.
+
+The cache is per check and *single flight*: while one caller runs a check, every
+other caller (thread or event loop) waits for that same run instead of starting
+its own, so 200 concurrent probes cause one run of each check.
+
+Sync checks run in a small dedicated thread pool, not the event loop's default
+executor: a check stuck in a driver call cannot be cancelled, and a loop that
+waits for its default executor on shutdown would turn that into a hung request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import datetime
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Iterable
+
+from health_check.exceptions import HealthCheckException, ServiceWarning
+
+from .checks import Observation
+from .registry import CheckSpec
+
+__all__ = ["CheckResult", "HealthRunner"]
+
+logger = logging.getLogger("django_observe.health")
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+
+_EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="django_observe_health")
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one run of one check.
+
+    Attributes:
+        error: a message safe to show publicly (``Cannot connect to PostgreSQL``).
+        detail: the raw error (exception text); shown only to authorized callers, always logged.
+    """
+
+    spec: CheckSpec
+    status: str
+    duration_ms: float
+    time: datetime.datetime
+    error: str | None = None
+    detail: str | None = None
+    observation: Observation | None = None
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+
+def _raw_detail(exc: BaseException) -> str | None:
+    """The underlying error's text (redacted), or None when the public message says it all."""
+    from ..redaction import redact_text
+
+    cause = exc.__cause__ if isinstance(exc, HealthCheckException) else exc
+    if cause is None:
+        return None
+    return redact_text(f"{type(cause).__name__}: {cause}")[:500]
+
+
+async def run_check(spec: CheckSpec) -> CheckResult:
+    """Run one check, never raising: every failure becomes a ``fail`` or ``warn`` result."""
+    start = time.perf_counter()
+    now = datetime.datetime.now(datetime.UTC)
+    status, error, detail, observation = PASS, None, None, None
+    try:
+        if inspect.iscoroutinefunction(spec.check.run):
+            work = spec.check.run()
+        else:
+            work = asyncio.get_running_loop().run_in_executor(_EXECUTOR, spec.check.run)
+        value = await asyncio.wait_for(work, spec.timeout)
+        if isinstance(value, Observation):
+            observation = value
+    except ServiceWarning as exc:
+        status, error, detail = WARN, str(exc.message), _raw_detail(exc)
+    except HealthCheckException as exc:
+        status, error, detail = FAIL, str(exc.message), _raw_detail(exc)
+    except TimeoutError:
+        status, error = FAIL, f"Timed out after {spec.timeout:g} seconds"
+        detail = error
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        status, error, detail = FAIL, "Unexpected error", _raw_detail(exc)
+    duration_ms = round((time.perf_counter() - start) * 1000, 3)
+    return CheckResult(spec, status, duration_ms, now, error, detail, observation)
+
+
+class HealthRunner:
+    """Runs a fixed list of checks with a per-check TTL cache and single flight.
+
+    Args:
+        specs: the checks.
+        ttl: seconds a result is reused (0 disables the cache, not the single flight).
+    """
+
+    def __init__(self, specs: Iterable[CheckSpec], ttl: float = 1.0):
+        self.specs = {spec.id: spec for spec in specs}
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, CheckResult]] = {}
+        self._inflight: dict[str, concurrent.futures.Future[CheckResult]] = {}
+        self.last_results: dict[str, CheckResult] = {}
+        self.runs = 0  # checks actually executed (not served from cache); for tests and metrics
+
+    def select(self, *, critical_only: bool = False, exclude: Iterable[str] = ()) -> list[CheckSpec]:
+        skipped = set(exclude)
+        return [spec for spec in self.specs.values() if spec.id not in skipped and (spec.critical or not critical_only)]
+
+    async def run(self, specs: Iterable[CheckSpec]) -> list[CheckResult]:
+        """Results for ``specs`` (fresh, cached or shared with a concurrent caller), in order."""
+        specs = list(specs)
+        now = time.monotonic()
+        owned: list[tuple[CheckSpec, concurrent.futures.Future[CheckResult]]] = []
+        waiting: dict[str, concurrent.futures.Future[CheckResult]] = {}
+        results: dict[str, CheckResult] = {}
+        with self._lock:
+            for spec in specs:
+                cached = self._cache.get(spec.id)
+                if cached is not None and now - cached[0] < self.ttl:
+                    results[spec.id] = cached[1]
+                    continue
+                future = self._inflight.get(spec.id)
+                if future is None:
+                    future = concurrent.futures.Future()
+                    self._inflight[spec.id] = future
+                    owned.append((spec, future))
+                waiting[spec.id] = future
+        if owned:
+            await asyncio.gather(*(self._run_owned(spec, future) for spec, future in owned))
+        for check_id, future in waiting.items():
+            spec = self.specs[check_id]
+            try:
+                results[check_id] = await asyncio.wait_for(asyncio.wrap_future(future), spec.timeout + 1)
+            except TimeoutError:
+                results[check_id] = CheckResult(
+                    spec,
+                    FAIL,
+                    spec.timeout * 1000,
+                    datetime.datetime.now(datetime.UTC),
+                    f"Timed out after {spec.timeout:g} seconds",
+                    "waiting for a concurrent run",
+                )
+        return [results[spec.id] for spec in specs]
+
+    async def _run_owned(self, spec: CheckSpec, future: concurrent.futures.Future[CheckResult]) -> None:
+        result: CheckResult | None = None
+        try:
+            result = await run_check(spec)
+        finally:
+            if result is None:  # cancelled: never leave followers waiting on a dead future
+                result = CheckResult(spec, FAIL, 0.0, datetime.datetime.now(datetime.UTC), "Check was cancelled", None)
+            with self._lock:
+                self.runs += 1
+                self._cache[spec.id] = (time.monotonic(), result)
+                self._inflight.pop(spec.id, None)
+                previous = self.last_results.get(spec.id)
+                self.last_results[spec.id] = result
+            future.set_result(result)
+            self._log_transition(previous, result)
+
+    @staticmethod
+    def _log_transition(previous: CheckResult | None, result: CheckResult) -> None:
+        if previous is not None and (previous.status, previous.error) == (result.status, result.error):
+            return
+        if result.status == PASS:
+            if previous is not None:
+                logger.info("health check %s recovered", result.id, extra={"check": result.id})
+            return
+        logger.warning(
+            "health check %s %s: %s (%s)",
+            result.id,
+            "failed" if result.status == FAIL else "warns",
+            result.error,
+            result.detail,
+            extra={"check": result.id, "check_status": result.status},
+        )
+
+    def run_sync(self, specs: Iterable[CheckSpec]) -> list[CheckResult]:
+        """Blocking variant for management commands and sync callers."""
+        return asyncio.run(self.run(specs))

@@ -1,0 +1,149 @@
+"""``/healthz`` (liveness), ``/readyz`` (readiness), ``/health`` and ``/health/<id>`` (details)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from ..conf import get_config
+from . import drain, render, state
+from .render import FULL, PUBLIC, STATUS
+
+try:  # Django 5.1+
+    from django.contrib.auth.decorators import login_not_required
+except ImportError:  # pragma: no cover - Django < 5.1 has no LoginRequiredMiddleware
+
+    def login_not_required(view):
+        return view
+
+
+__all__ = ["health", "health_check_detail", "healthz", "readyz"]
+
+ALLOWED = ("GET", "HEAD")
+
+
+def _response(body: dict[str, Any], status: int = 200, content_type: str = "application/json") -> HttpResponse:
+    response = HttpResponse(
+        json.dumps(body, cls=DjangoJSONEncoder, separators=(",", ":")),
+        status=status,
+        content_type=content_type,
+    )
+    response["Cache-Control"] = "no-store"
+    response["Vary"] = "Accept, Authorization, Cookie"
+    return response
+
+
+def _method_not_allowed() -> HttpResponse:
+    response = _response({"status": "error", "error": "Method not allowed"}, 405)
+    response["Allow"] = ", ".join(ALLOWED)
+    return response
+
+
+def _token_matches(header: str, token: str) -> bool:
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return False
+    # Compare digests so neither the content nor the length of the token leaks through timing.
+    return hmac.compare_digest(hashlib.sha256(given.strip().encode()).digest(), hashlib.sha256(token.encode()).digest())
+
+
+async def is_authorized(request: HttpRequest) -> bool:
+    """A valid ``Authorization: Bearer <HEALTH_TOKEN>`` or an active staff session."""
+    config = get_config()
+    header = request.headers.get("Authorization", "")
+    if config.health_token and header and _token_matches(header, config.health_token):
+        return True
+    auser = getattr(request, "auser", None)
+    if auser is None:
+        return False
+    user = await auser()
+    return bool(getattr(user, "is_active", False) and getattr(user, "is_staff", False))
+
+
+async def _detail_level(request: HttpRequest) -> str:
+    policy = get_config().health_details
+    if policy == "never":
+        return STATUS
+    authorized = await is_authorized(request)
+    if authorized:
+        return FULL
+    return PUBLIC if policy == "always" else STATUS
+
+
+def _excluded(request: HttpRequest) -> set[str]:
+    return {part.strip() for value in request.GET.getlist("exclude") for part in value.split(",") if part.strip()}
+
+
+async def _report(request: HttpRequest, *, critical_only: bool) -> HttpResponse:
+    runner = state.get_runner()
+    results = await runner.run(runner.select(critical_only=critical_only, exclude=_excluded(request)))
+    level = await _detail_level(request)
+    config = get_config()
+    status = render.overall_status(results)
+    code = 503 if status == "unhealthy" else 200
+    if render.wants_health_json(request.headers.get("Accept", "")):
+        body = render.health_json_body(
+            results, level=level, version=config.service_version, service_id=config.service_name
+        )
+        return _response(body, code, render.HEALTH_JSON)
+    return _response(render.seed_body(results, level=level, version=config.service_version), code)
+
+
+@csrf_exempt
+@login_not_required
+def healthz(request: HttpRequest) -> HttpResponse:
+    """Liveness: 200 while the process serves. Touches no dependency."""
+    if request.method not in ALLOWED:
+        return _method_not_allowed()
+    return _response({"status": "healthy"})
+
+
+@csrf_exempt
+@login_not_required
+async def readyz(request: HttpRequest) -> HttpResponse:
+    """Readiness: the critical checks; 503 when one fails or the process is draining."""
+    if request.method not in ALLOWED:
+        return _method_not_allowed()
+    if drain.is_draining():
+        return _response({"status": "unhealthy", "error": "Shutting down"}, 503)
+    return await _report(request, critical_only=True)
+
+
+@csrf_exempt
+@login_not_required
+async def health(request: HttpRequest) -> HttpResponse:
+    """Every check, in the seed's shape (or health+json); 503 when a critical check fails."""
+    if request.method not in ALLOWED:
+        return _method_not_allowed()
+    return await _report(request, critical_only=False)
+
+
+@csrf_exempt
+@login_not_required
+async def health_check_detail(request: HttpRequest, check_id: str) -> HttpResponse:
+    """One check by id (``/health/database``); 503 when it fails, 404 for an unknown id."""
+    if request.method not in ALLOWED:
+        return _method_not_allowed()
+    runner = state.get_runner()
+    spec = runner.specs.get(check_id)
+    if spec is None:
+        return _response({"status": "error", "error": "Unknown health check", "checks": sorted(runner.specs)}, 404)
+    (result,) = await runner.run([spec])
+    level = await _detail_level(request)
+    code = 503 if result.status == "fail" else 200
+    if render.wants_health_json(request.headers.get("Accept", "")):
+        body = render.health_json_body(
+            [result], level=level, version=get_config().service_version, service_id=get_config().service_name
+        )
+        body["status"] = {"pass": "pass", "warn": "warn", "fail": "fail"}[result.status]
+        return _response(body, code, render.HEALTH_JSON)
+    body: dict[str, Any] = {"id": check_id, "status": result.status}
+    if level != STATUS:
+        body.update(render.check_entry(result, level))
+    return _response(body, code)

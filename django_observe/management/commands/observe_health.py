@@ -1,0 +1,40 @@
+"""``manage.py observe_health [--readiness] [--json]``: run the checks in-process; exit 0 or 1.
+
+For Docker ``HEALTHCHECK`` without curl. Exit 0 when healthy or degraded, 1 when a
+critical check fails.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand
+
+from django_observe.conf import get_config
+from django_observe.health import render, state
+
+
+class Command(BaseCommand):
+    help = "Run django_observe's health checks in this process and exit 0 (healthy or degraded) or 1 (unhealthy)."
+    requires_system_checks = []
+
+    def add_arguments(self, parser):
+        parser.add_argument("--readiness", action="store_true", help="Only the critical checks, as /readyz.")
+        parser.add_argument("--json", action="store_true", help="Print the /health JSON body with full details.")
+
+    def handle(self, *args, **options):
+        runner = state.get_runner()
+        results = runner.run_sync(runner.select(critical_only=options["readiness"]))
+        status = render.overall_status(results)
+        if options["json"]:
+            body = render.seed_body(results, level=render.FULL, version=get_config().service_version)
+            self.stdout.write(json.dumps(body, indent=2, default=str))
+        else:
+            for result in results:
+                line = f"{result.id:<24} {result.status:<5} {result.duration_ms:8.1f} ms"
+                if result.error:
+                    line += f"  {result.error}"
+                self.stdout.write(line)
+            self.stdout.write(status)
+        if status == "unhealthy":
+            raise SystemExit(1)

@@ -1,0 +1,14 @@
+"""``path("", include("django_observe.urls"))``; mount under ``"api/"`` to get ``/api/health``."""
+
+from django.urls import path
+
+from .health import views
+
+app_name = "django_observe"
+
+urlpatterns = [
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("health", views.health, name="health"),
+    path("health/<str:check_id>", views.health_check_detail, name="health-check"),
+]

@@ -1,0 +1,24 @@
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+
+def new_token_key() -> str:
+    return secrets.token_hex(20)
+
+
+class ApiToken(models.Model):
+    """A bearer token for the demo API (``Authorization: Bearer <key>``)."""
+
+    key = models.CharField(max_length=64, unique=True, default=new_token_key)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    created = models.DateTimeField(auto_now_add=True)
+
+
+class Message(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="messages")
+    text = models.TextField()
+    reply = models.TextField(blank=True)
+    processed = models.BooleanField(default=False)
+    created = models.DateTimeField(auto_now_add=True)

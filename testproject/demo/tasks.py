@@ -1,0 +1,43 @@
+import logging
+
+from celery import shared_task
+
+logger = logging.getLogger("demo.tasks")
+
+
+@shared_task
+def process_message(message_id: int) -> str:
+    """The seed's background job: answer a chat message, then summarize it in a child task."""
+    from .models import Message
+
+    message = Message.objects.get(pk=message_id)
+    message.reply = f"echo: {message.text[:200]}"
+    message.processed = True
+    message.save(update_fields=["reply", "processed"])
+    logger.info("Chat message processed", extra={"message_id": message_id})
+    summarize.delay(message_id)
+    return message.reply
+
+
+@shared_task
+def summarize(message_id: int) -> int:
+    logger.info("Summary written", extra={"message_id": message_id})
+    return message_id
+
+
+@shared_task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@shared_task
+def fail(reason: str = "boom") -> None:
+    raise RuntimeError(reason)
+
+
+@shared_task(bind=True, max_retries=2, default_retry_delay=0)
+def flaky(self, succeed_on: int = 2) -> int:
+    """Retries until attempt ``succeed_on`` (0-based retries count)."""
+    if self.request.retries < succeed_on:
+        raise self.retry(exc=RuntimeError("not yet"), countdown=0)
+    return self.request.retries

@@ -1,0 +1,69 @@
+"""A small API in the shape of the seed's chat flow: auth, a DB query, a cache call, a Celery task."""
+
+import json
+import logging
+import time
+
+from django.core.cache import cache
+from django.http import HttpRequest, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from .models import ApiToken, Message
+from .tasks import process_message
+
+logger = logging.getLogger("api.chat")
+
+
+def _authenticate(request: HttpRequest):
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key:
+        return None
+    token = ApiToken.objects.select_related("user").filter(key=key.strip()).first()
+    return token.user if token else None
+
+
+@require_GET
+def ping(request: HttpRequest) -> JsonResponse:
+    """A trivial view (benchmarks compare the cost of observability on it)."""
+    return JsonResponse({"pong": True})
+
+
+@csrf_exempt
+@require_POST
+def chat(request: HttpRequest) -> JsonResponse:
+    start = time.perf_counter()
+    user = _authenticate(request)
+    if user is None:
+        return JsonResponse({"error": "authentication required"}, status=401)
+    request.user = user
+    try:
+        payload = json.loads(request.body or b"{}")
+    except ValueError:
+        return JsonResponse({"error": "body must be JSON"}, status=400)
+    text = payload.get("message") if isinstance(payload, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        return JsonResponse({"error": '"message" must be a non-empty string'}, status=400)
+    message = Message.objects.create(user=user, text=text[:2000])
+    count_key = f"chat:count:{user.pk}"
+    cache.add(count_key, 0, timeout=3600)
+    count = cache.incr(count_key)
+    process_message.delay(message.pk)
+    duration_ms = round((time.perf_counter() - start) * 1000, 1)
+    logger.info(
+        "Chat request processed",
+        extra={"user_id": str(user.pk), "message_id": message.pk, "duration_ms": duration_ms},
+    )
+    return JsonResponse({"id": message.pk, "status": "queued", "messages_this_hour": count}, status=202)
+
+
+@require_GET
+def message_detail(request: HttpRequest, message_id: int) -> JsonResponse:
+    user = _authenticate(request)
+    if user is None:
+        return JsonResponse({"error": "authentication required"}, status=401)
+    message = get_object_or_404(Message, pk=message_id, user=user)
+    return JsonResponse(
+        {"id": message.pk, "text": message.text, "reply": message.reply, "processed": message.processed}
+    )
