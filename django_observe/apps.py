@@ -64,3 +64,6 @@ class DjangoObserveConfig(AppConfig):
             from .health import drain
 
             drain.install_sigterm_handler(config.health_drain_seconds)
+        # --- logging and correlation wiring (issue #3) goes here.
+        # --- metrics wiring (issue #4) goes here.
+        # --- tracing wiring (issue #5) goes here.

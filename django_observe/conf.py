@@ -302,6 +302,12 @@ class ObserveConfig:
         1, integer(0, 10_000), "Workers that must answer a ping for the celery check to pass."
     )
 
+    # --- Logging and correlation (issue #3): options go here.
+
+    # --- Metrics (issue #4): options go here.
+
+    # --- Tracing (issue #5): options go here.
+
     # Filled by load_config: where each value came from (option name -> source).
     sources: Mapping[str, str] = dataclasses.field(default=None, compare=False, repr=False)  # type: ignore[assignment]
 
