@@ -425,3 +425,26 @@ def set_config(config: ObserveConfig | None) -> None:
     """Install a config (the app does this in ``ready()``; tests may too)."""
     global _config
     _config = config
+
+
+def reference_markdown() -> str:
+    """The configuration reference table (docs/configuration.md is generated from it)."""
+    rows = [
+        "| Setting | Where | Default | Meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for field in _options():
+        meta = field.metadata
+        where = "top-level setting" if meta["top_level"] else "`DJANGO_OBSERVE` key"
+        if meta["default_from"] is not None:
+            default = {"log_format": '`"text"` when `DEBUG`, else `"json"`', "redis_urls": "`REDIS_URL` if set"}.get(
+                field.name, "computed"
+            )
+        else:
+            default = "none" if field.default is None else f"`{json.dumps(field.default)}`"
+        accepted = getattr(meta["parse"], "accepted", None)
+        doc = meta["doc"].replace("|", "\\|")
+        if accepted:
+            doc += " Accepted: " + ", ".join(f"`{a}`" for a in accepted) + "."
+        rows.append(f"| `{field.name.upper()}` | {where} | {default} | {doc} |")
+    return "\n".join(rows) + "\n"

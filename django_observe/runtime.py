@@ -23,6 +23,8 @@ def process_role(argv: list[str] | None = None) -> str:
     (Celery worker), or ``command`` (migrate, shell, test, celery inspect, ...)."""
     argv = sys.argv if argv is None else argv
     prog = os.path.basename(argv[0]) if argv else ""
+    if prog == "__main__.py":  # python -m gunicorn / uvicorn / celery
+        prog = os.path.basename(os.path.dirname(argv[0]))
     if prog in {"gunicorn", "uvicorn", "daphne", "hypercorn", "granian", "uwsgi"} or "gunicorn" in prog:
         return "web"
     if prog == "celery" or prog.startswith("celery"):

@@ -134,8 +134,13 @@ class Throwaway:
     def __init__(self, argv: list[str], port: int, user: str | None = None, cwd: str | None = None):
         self.argv, self.port, self.user, self.cwd = argv, port, user, cwd
         self.proc: subprocess.Popen | None = None
+        self.stale_files: list[str] = []
 
     def start(self, timeout: float = 30.0) -> None:
+        for stale in self.stale_files:
+            # A SIGKILLed server whose zombie nobody reaps still "owns" its lock file.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(stale)
         argv = self.argv
         if self.user and os.geteuid() == 0:
             argv = ["runuser", "-u", self.user, "--", *argv]
@@ -185,6 +190,7 @@ def throwaway_postgres() -> Iterator[Throwaway]:
     port = free_port()
     server = Throwaway([postgres, "-D", data, "-p", str(port), "-h", "127.0.0.1", "-k", tmp, "-F"], port, user=user)
     server.url = f"postgres://postgres@127.0.0.1:{port}/postgres"
+    server.stale_files = [os.path.join(data, "postmaster.pid"), os.path.join(tmp, f".s.PGSQL.{port}.lock")]
     server.start()
     try:
         yield server

@@ -1,0 +1,18 @@
+"""Custom django-health-check checks used by the tests (as a customer would write them)."""
+
+import dataclasses
+
+from health_check import HealthCheck
+from health_check.exceptions import ServiceUnavailable, ServiceWarning
+
+
+@dataclasses.dataclass
+class AlwaysWarns(HealthCheck):
+    async def run(self):
+        raise ServiceWarning("quota at 91%")
+
+
+@dataclasses.dataclass
+class AlwaysFails(HealthCheck):
+    def run(self):
+        raise ServiceUnavailable("payment provider unreachable")
