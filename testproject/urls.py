@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from health_check.views import HealthCheckView
 
 from testproject.demo import views
 
@@ -10,4 +11,9 @@ urlpatterns = [
     path("api/chat", views.chat, name="chat"),
     path("api/messages/<int:message_id>", views.message_detail, name="message-detail"),
     path("admin/", admin.site.urls),
+    # django_observe's checks also work in django-health-check's own view.
+    path(
+        "ops/health-check/",
+        HealthCheckView.as_view(checks=["django_observe.health.Database", "django_observe.health.Cache"]),
+    ),
 ]

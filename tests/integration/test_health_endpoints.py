@@ -187,3 +187,9 @@ def test_200_concurrent_probes_run_each_check_once(observe):
         codes = list(pool.map(probe, range(200)))
     assert codes == [200] * 200
     assert runner.runs - before == critical
+
+
+def test_our_checks_work_in_django_health_check_view(client):
+    response = client.get("/ops/health-check/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200, response.content
+    assert response.json() == {"Database(alias='default')": "OK", "Cache(alias='default')": "OK"}

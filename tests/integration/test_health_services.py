@@ -44,6 +44,17 @@ def test_postgres_and_redis_connected_and_no_password_in_bodies(tmp_path):
             assert body["checks"]["redis"]["status"] == "pass"
             assert body["checks"]["cache"]["status"] == "pass"
             assert body["checks"]["celery_broker"]["status"] == "pass"
+            # Connection hygiene: checks run in pool threads and must not leak connections.
+            dbname = url.rsplit("/", 1)[1]
+            for _ in range(40):
+                assert requests.get(server.url + "/readyz?fresh", timeout=10).status_code == 200
+            import psycopg
+
+            with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={dbname}") as conn:
+                (open_connections,) = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [dbname]
+                ).fetchone()
+            assert open_connections <= 3  # this one, plus at most a request-thread connection per worker
             for path in ("/health", "/readyz", "/health/database", "/health/redis"):
                 for headers in ({}, {"Authorization": "Bearer tok"}, {"Accept": "application/health+json"}):
                     text = requests.get(server.url + path, headers=headers, timeout=10).text
