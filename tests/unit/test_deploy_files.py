@@ -1,0 +1,79 @@
+"""deploy/ cannot be run here (no Docker engine, no cluster): check its structure against the app."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+
+
+def load_all(path):
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+@pytest.mark.parametrize("path", sorted(p.relative_to(ROOT).as_posix() for p in DEPLOY.rglob("*.y*ml")))
+def test_yaml_parses(path):
+    assert load_all(ROOT / path)
+
+
+def compose():
+    return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+
+
+def test_compose_references_existing_services_and_files():
+    services = compose()["services"]
+    assert {"web", "worker", "postgres", "redis", "prometheus", "grafana", "jaeger", "alertmanager"} <= set(services)
+    for name, service in services.items():
+        for dependency in service.get("depends_on", {}):
+            assert dependency in services, f"{name} depends on unknown service {dependency}"
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (DEPLOY / source).exists(), f"{name} mounts missing {source}"
+        build = service.get("build")
+        if build:
+            assert (DEPLOY / build["context"] / build["dockerfile"]).exists()
+
+
+def test_prometheus_scrapes_compose_services():
+    services = compose()["services"]
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    targets = [t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]]
+    assert targets
+    for target in targets:
+        host, _, port = target.partition(":")
+        assert host in services, target
+        assert port.isdigit()
+    alertmanagers = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert all(t.split(":")[0] in services for t in alertmanagers)
+    assert config["rule_files"]
+
+
+def test_grafana_datasource_uids_match_dashboard_links():
+    datasources = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/datasources.yml").read_text())
+    uids = {d["uid"] for d in datasources["datasources"]}
+    for d in datasources["datasources"]:
+        for link in d.get("jsonData", {}).get("exemplarTraceIdDestinations", []):
+            assert link["datasourceUid"] in uids
+
+
+def test_kubernetes_probes_use_the_app_endpoints():
+    from django.urls import reverse
+
+    paths = {reverse("django_observe:healthz"), reverse("django_observe:readyz")}
+    docs = load_all(DEPLOY / "kubernetes" / "web.yaml")
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    port_names = {p["name"] for p in container["ports"]}
+    probes = {k: v for k, v in container.items() if k.endswith("Probe")}
+    assert set(probes) == {"livenessProbe", "readinessProbe", "startupProbe"}
+    assert probes["livenessProbe"]["httpGet"]["path"] == reverse("django_observe:healthz")
+    assert probes["readinessProbe"]["httpGet"]["path"] == reverse("django_observe:readyz")
+    for probe in probes.values():
+        assert probe["httpGet"]["path"] in paths
+        assert probe["httpGet"]["port"] in port_names
+    service = next(d for d in docs if d["kind"] == "Service")
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= port_names
