@@ -1,0 +1,232 @@
+"""Writes the Grafana dashboards in dashboards/ (run: python deploy/grafana/generate.py).
+
+The JSON files are committed; tests check every metric they query against what the app exposes.
+"""
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def panel(title, exprs, x, y, unit="short", w=12, h=8, kind="timeseries", exemplar=False):
+    targets = [
+        {
+            "refId": chr(65 + i),
+            "expr": expr,
+            "legendFormat": legend,
+            "exemplar": exemplar,
+            "datasource": {"type": "prometheus", "uid": "prometheus"},
+        }
+        for i, (expr, legend) in enumerate(exprs)
+    ]
+    return {
+        "type": kind,
+        "title": title,
+        "gridPos": {"x": x, "y": y, "w": w, "h": h},
+        "datasource": {"type": "prometheus", "uid": "prometheus"},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "targets": targets,
+    }
+
+
+def dashboard(uid, title, panels):
+    for i, p in enumerate(panels, start=1):
+        p["id"] = i
+    return {
+        "uid": uid,
+        "title": title,
+        "tags": ["django-observe"],
+        "timezone": "utc",
+        "schemaVersion": 39,
+        "version": 1,
+        "refresh": "30s",
+        "time": {"from": "now-1h", "to": "now"},
+        "templating": {"list": []},
+        "panels": panels,
+    }
+
+
+def quantiles(metric, by):
+    return [
+        (f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket[5m])))", f"p{int(q * 100)} {{{{{by}}}}}")
+        for q in (0.5, 0.95, 0.99)
+    ]
+
+
+API = dashboard(
+    "django-observe-api",
+    "API overview",
+    [
+        panel(
+            "Request rate by route",
+            [("sum by (route) (rate(http_server_request_duration_seconds_count[5m]))", "{{route}}")],
+            0,
+            0,
+            "reqps",
+        ),
+        panel(
+            "5xx error ratio",
+            [
+                (
+                    'sum(rate(http_server_request_duration_seconds_count{status_code=~"5.."}[5m]))'
+                    " / sum(rate(http_server_request_duration_seconds_count[5m]))",
+                    "5xx",
+                )
+            ],
+            12,
+            0,
+            "percentunit",
+        ),
+        panel(
+            "Latency p50 / p95 / p99 by route (click an exemplar for its trace)",
+            quantiles("http_server_request_duration_seconds", "route"),
+            0,
+            8,
+            "s",
+            w=24,
+            exemplar=True,
+        ),
+        panel(
+            "Average authorized API latency (seed)",
+            [
+                (
+                    "rate(authorized_invoke_duration_seconds_sum[5m])"
+                    " / rate(authorized_invoke_duration_seconds_count[5m])",
+                    "{{route}}",
+                )
+            ],
+            0,
+            16,
+            "s",
+        ),
+        panel(
+            "p95 authorized API latency (seed)",
+            [("histogram_quantile(0.95, sum by (le) (rate(authorized_invoke_duration_seconds_bucket[5m])))", "p95")],
+            12,
+            16,
+            "s",
+        ),
+        panel(
+            "Authorization overhead % (seed)",
+            [
+                (
+                    "sum(rate(authorization_duration_seconds_sum[5m]))"
+                    " / sum(rate(authorized_invoke_duration_seconds_sum[5m]))"
+                    " * 100",
+                    "overhead",
+                )
+            ],
+            0,
+            24,
+            "percent",
+        ),
+        panel("Active requests", [("sum(http_server_active_requests)", "active")], 12, 24),
+        panel(
+            "Exceptions by type",
+            [("sum by (exception_type) (rate(http_server_exceptions_total[5m]))", "{{exception_type}}")],
+            0,
+            32,
+            "ops",
+            w=24,
+        ),
+    ],
+)
+
+CELERY = dashboard(
+    "django-observe-celery",
+    "Celery workers",
+    [
+        panel(
+            "Tasks succeeded / s by task",
+            [('sum by (task) (rate(celery_tasks_total{state="succeeded"}[5m]))', "{{task}}")],
+            0,
+            0,
+            "ops",
+        ),
+        panel(
+            "Tasks failed / s by task",
+            [('sum by (task) (rate(celery_tasks_total{state="failed"}[5m]))', "{{task}}")],
+            12,
+            0,
+            "ops",
+        ),
+        panel(
+            "Task duration p50 / p95 / p99", quantiles("celery_task_duration_seconds", "task"), 0, 8, "s", exemplar=True
+        ),
+        panel(
+            "Queue wait p95 (publish to start)",
+            [
+                (
+                    "histogram_quantile(0.95, sum by (le, queue) (rate(celery_task_queue_wait_seconds_bucket[5m])))",
+                    "{{queue}}",
+                )
+            ],
+            12,
+            8,
+            "s",
+        ),
+        panel("Queue length", [("sum by (queue) (celery_queue_length)", "{{queue}}")], 0, 16),
+        panel("Workers alive", [("max(celery_workers)", "workers")], 12, 16, kind="stat"),
+        panel(
+            "Tasks published / s",
+            [("sum by (task) (rate(celery_tasks_published_total[5m]))", "{{task}}")],
+            0,
+            24,
+            "ops",
+            w=24,
+        ),
+    ],
+)
+
+INFRA = dashboard(
+    "django-observe-infrastructure",
+    "Infrastructure",
+    [
+        panel(
+            "Process CPU (cores)",
+            [("sum by (job, instance) (rate(process_cpu_seconds_total[5m]))", "{{job}} {{instance}}")],
+            0,
+            0,
+        ),
+        panel(
+            "Process resident memory",
+            [("sum by (job, instance) (process_resident_memory_bytes)", "{{job}} {{instance}}")],
+            12,
+            0,
+            "bytes",
+        ),
+        panel(
+            "Database operation p95 by alias",
+            [
+                (
+                    "histogram_quantile(0.95, sum by (le, alias)"
+                    " (rate(db_client_operation_duration_seconds_bucket[5m])))",
+                    "{{alias}}",
+                )
+            ],
+            0,
+            8,
+            "s",
+        ),
+        panel(
+            "Database operations / s",
+            [("sum by (alias) (rate(db_client_operation_duration_seconds_count[5m]))", "{{alias}}")],
+            12,
+            8,
+            "ops",
+        ),
+        panel(
+            "Health check status (1 pass, 0 fail)",
+            [("min by (check) (health_check_status)", "{{check}}")],
+            0,
+            16,
+            kind="stat",
+        ),
+        panel("Health check duration", [("max by (check) (health_check_duration_seconds)", "{{check}}")], 12, 16, "s"),
+    ],
+)
+
+if __name__ == "__main__":
+    for name, board in (("api", API), ("celery", CELERY), ("infrastructure", INFRA)):
+        (HERE / "dashboards" / f"{name}.json").write_text(json.dumps(board, indent=2) + "\n")

@@ -1,0 +1,51 @@
+"""Pull the metric names out of PromQL expressions (dashboards, alert and recording rules)."""
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset"}
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_MATCHERS = re.compile(r"\{[^}]*\}")
+_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+_RANGE = re.compile(r"\[[^\]]*\]")
+_IDENT = re.compile(r"(?<![\w.])([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()")
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric (or recording rule) names an expression reads."""
+    for pattern in (_STRING, _MATCHERS, _GROUPING, _RANGE):
+        expr = pattern.sub(" ", expr)
+    return {name for name in _IDENT.findall(expr) if name not in KEYWORDS and not re.fullmatch(r"[0-9.e+-]+", name)}
+
+
+def base_name(name: str) -> str:
+    for suffix in HISTOGRAM_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def shipped_expressions() -> dict[str, str]:
+    """Every PromQL expression shipped in deploy/: location -> expression."""
+    found = {}
+    rules = yaml.safe_load((ROOT / "deploy/prometheus/rules.yml").read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            found[f"rules.yml:{rule.get('alert') or rule.get('record')}"] = rule["expr"]
+    for path in sorted((ROOT / "deploy/grafana/dashboards").glob("*.json")):
+        board = json.loads(path.read_text())
+        for panel in board["panels"]:
+            for target in panel.get("targets", []):
+                found[f"{path.name}:{panel['title']}:{target['refId']}"] = target["expr"]
+    return found
+
+
+def recorded_names() -> set[str]:
+    rules = yaml.safe_load((ROOT / "deploy/prometheus/rules.yml").read_text())
+    return {rule["record"] for group in rules["groups"] for rule in group["rules"] if "record" in rule}
