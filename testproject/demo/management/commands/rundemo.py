@@ -63,6 +63,8 @@ class Command(BaseCommand):
             "Ctrl-C stops web and worker.\n"
         )
         deadline = time.monotonic() + options["exit_after"] if options["exit_after"] else None
+        # SIGTERM (docker stop, a test's cleanup) stops both children like Ctrl-C does.
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
         try:
             while all(p.poll() is None for p in procs):
                 if deadline and time.monotonic() > deadline:
