@@ -1,0 +1,97 @@
+"""One settings module, five configurations (``BENCH_CONFIG``), identical views and base middleware.
+
+1. ``bare``: Django alone.
+2. ``observe``: django_observe with health, correlation, JSON logging and metrics; tracing off.
+3. ``peers``: django-guid + django-structlog + django-prometheus, configured as their docs recommend.
+4. ``observe_otel``: django_observe with tracing on (sampled, batch exporter to a local sink).
+5. ``otel_raw``: OpenTelemetry's Django instrumentor + SDK with the same exporter.
+"""
+
+import os
+
+CONFIG = os.environ.get("BENCH_CONFIG", "bare")
+CONFIGS = ("bare", "observe", "peers", "observe_otel", "otel_raw")
+if CONFIG not in CONFIGS:
+    raise ValueError(f"BENCH_CONFIG must be one of {CONFIGS}, got {CONFIG!r}")
+
+SECRET_KEY = "benchmark-only"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "benchmarks.project.urls"
+USE_TZ = True
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth"]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("BENCH_DB", "/tmp/bench.sqlite3"),
+        "CONN_MAX_AGE": 60,  # persistent connections, as in production
+    }
+}
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+
+LOG_LEVEL = "INFO"
+LOG_FORMAT = "json"
+OTEL_ENABLED = CONFIG == "observe_otel"
+DJANGO_OBSERVE = {"SERVICE_NAME": "bench"}
+
+if CONFIG in ("observe", "observe_otel"):
+    INSTALLED_APPS.append("django_observe")
+
+elif CONFIG == "peers":
+    import structlog
+
+    INSTALLED_APPS += ["django_guid", "django_structlog", "django_prometheus"]
+    MIDDLEWARE = [
+        "django_guid.middleware.guid_middleware",
+        "django_prometheus.middleware.PrometheusBeforeMiddleware",
+        *MIDDLEWARE,
+        "django_structlog.middlewares.RequestMiddleware",
+        "django_prometheus.middleware.PrometheusAfterMiddleware",
+    ]
+    DJANGO_GUID = {"GUID_HEADER_NAME": "X-Correlation-ID", "INTEGRATIONS": []}
+    LOGGING = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"correlation_id": {"()": "django_guid.log_filters.CorrelationId"}},
+        "formatters": {
+            "json": {"()": structlog.stdlib.ProcessorFormatter, "processor": structlog.processors.JSONRenderer()},
+        },
+        "handlers": {
+            "stdout": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["correlation_id"]},
+        },
+        "root": {"handlers": ["stdout"], "level": "INFO"},
+    }
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.filter_by_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            structlog.processors.UnicodeDecoder(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=True,
+    )
+
+elif CONFIG == "otel_raw":
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.django import DjangoInstrumentor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "bench"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    DjangoInstrumentor().instrument()

@@ -1,0 +1,271 @@
+"""The observability tax per request, side by side on one machine.
+
+    python -m benchmarks.run            # full run (several minutes), writes benchmarks/results/
+    python -m benchmarks.run --quick    # smoke run (CI): tiny counts, no figures to trust
+
+Configurations (benchmarks/project/settings.py): 1 bare Django, 2 django_observe (tracing off),
+3 django-guid + django-structlog + django-prometheus, 4 django_observe with tracing, 5 raw OpenTelemetry.
+Views: /ping (trivial) and /db-cache (one query, one cache call). Servers: the WSGI handler in-process,
+gunicorn (1 sync worker) and uvicorn (1 worker) under wrk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.server
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+CONFIGS = {
+    "bare": "1 bare Django",
+    "observe": "2 django_observe",
+    "peers": "3 guid+structlog+prometheus",
+    "observe_otel": "4 django_observe + tracing",
+    "otel_raw": "5 raw OpenTelemetry",
+}
+VIEWS = ("/ping", "/db-cache")
+
+
+class _Sink(http.server.BaseHTTPRequestHandler):
+    """A local OTLP/HTTP sink: accepts every export, keeps nothing."""
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"port {port} did not open")
+
+
+def config_env(config: str, db: str, sink_port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LOG_", "DJANGO_OBSERVE"))}
+    env.update(
+        BENCH_CONFIG=config,
+        BENCH_DB=db,
+        DJANGO_SETTINGS_MODULE="benchmarks.project.settings",
+        PYTHONPATH=str(ROOT),
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{sink_port}",
+        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+        OTEL_TRACES_SAMPLER="always_on",
+        METRICS_PORT=str(free_port()),
+        PROMETHEUS_METRICS_EXPORT_PORT_RANGE="",
+    )
+    return env
+
+
+def available(config: str) -> bool:
+    needed = {
+        "peers": ["django_guid", "django_structlog", "django_prometheus"],
+        "observe_otel": ["opentelemetry.sdk"],
+        "otel_raw": ["opentelemetry.instrumentation.django"],
+    }
+    import importlib.util
+
+    try:
+        return all(importlib.util.find_spec(m) is not None for m in needed.get(config, []))
+    except ModuleNotFoundError:
+        return False
+
+
+def inprocess(config: str, view: str, env: dict, n: int, repeats: int) -> float:
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        subprocess.run(
+            [sys.executable, "-m", "benchmarks.inprocess", view, str(n), str(repeats), out.name],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return statistics.median(json.loads(Path(out.name).read_text())["samples_us"])
+
+
+_WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+
+
+def served(server: str, config: str, view: str, env: dict, seconds: float, repeats: int) -> tuple[float, float]:
+    """Median requests/s and the implied µs per request of one server worker under wrk."""
+    port = free_port()
+    if server == "gunicorn":
+        argv = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "benchmarks.project.wsgi:application",
+            "--workers",
+            "1",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ]
+    else:
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "benchmarks.project.asgi:application",
+            "--workers",
+            "1",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+    proc = subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        wait_port(port)
+        url = f"http://127.0.0.1:{port}{view}"
+        subprocess.run(["wrk", "-t1", "-c4", "-d1s", url], capture_output=True, check=True)  # warm up
+        rates = []
+        for _ in range(repeats):
+            out = subprocess.run(
+                ["wrk", "-t1", "-c4", f"-d{seconds}s", url], capture_output=True, text=True, check=True
+            ).stdout
+            if "Non-2xx" in out:
+                raise RuntimeError(f"{config} {server} {view}: non-2xx responses\n{out}")
+            rates.append(float(_WRK_RPS.search(out).group(1)))
+        rps = statistics.median(rates)
+        return rps, 1e6 / rps
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=20)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()}"
+
+
+def table(results: dict) -> str:
+    lines = [
+        "| configuration | view | in-process µs/req | gunicorn req/s (µs) | uvicorn req/s (µs) |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for config, label in CONFIGS.items():
+        for view in VIEWS:
+            r = results.get(config, {}).get(view)
+            if not r:
+                continue
+            cells = [f"{r['inprocess_us']:.1f}"]
+            for server in ("gunicorn", "uvicorn"):
+                cells.append(f"{r[server]['rps']:.0f} ({r[server]['us']:.0f})" if server in r else "-")
+            lines.append(f"| {label} | `{view}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ratios(results: dict) -> list[str]:
+    out = []
+
+    def us(config, view):
+        return results.get(config, {}).get(view, {}).get("inprocess_us")
+
+    for view in VIEWS:
+        bare, obs, peers, otel, raw = (us(c, view) for c in CONFIGS)
+        if bare and obs:
+            out.append(f"- `{view}` tax of 2 over 1: {100 * (obs - bare) / bare:.1f}% ({obs - bare:+.1f} µs)")
+        if bare and obs and peers:
+            out.append(
+                f"- `{view}` overhead 2/3: {(obs - bare) / (peers - bare):.2f} "
+                f"({obs - bare:.1f} µs vs {peers - bare:.1f} µs)"
+            )
+        if bare and otel and raw:
+            out.append(
+                f"- `{view}` overhead 4/5: {(otel - bare) / (raw - bare):.2f} "
+                f"({otel - bare:.1f} µs vs {raw - bare:.1f} µs)"
+            )
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny counts (CI)")
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--no-servers", action="store_true", help="in-process only")
+    parser.add_argument("--out", default=str(RESULTS / "latest.json"))
+    args = parser.parse_args(argv)
+    n, repeats, seconds = (200, 1, 1) if args.quick else (3000, 7, 5)
+    wanted = [c for c in args.configs.split(",") if c]
+    unknown = set(wanted) - set(CONFIGS)
+    if unknown:
+        parser.error(f"unknown configurations {sorted(unknown)}; choose from {list(CONFIGS)}")
+    servers = () if args.no_servers or not shutil.which("wrk") else ("gunicorn", "uvicorn")
+
+    sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for config in wanted:
+            if not available(config):
+                print(f"skip {config}: its packages are not installed", file=sys.stderr)
+                continue
+            db = str(Path(tmp) / f"{config}.sqlite3")
+            env = config_env(config, db, sink.server_address[1])
+            subprocess.run(
+                [sys.executable, "-m", "django", "migrate", "-v0"],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            for view in VIEWS:
+                entry = results.setdefault(config, {}).setdefault(view, {})
+                entry["inprocess_us"] = inprocess(config, view, env, n, repeats)
+                for server in servers:
+                    rps, us = served(server, config, view, env, seconds, repeats if not args.quick else 1)
+                    entry[server] = {"rps": rps, "us": us}
+                print(f"{config:13} {view:10} {entry}", file=sys.stderr)
+    sink.shutdown()
+    report = {"machine": machine(), "quick": args.quick, "n": n, "repeats": repeats, "results": results}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    markdown = "\n".join([f"Machine: {report['machine']}", "", table(results), "", *ratios(results), ""])
+    Path(args.out).with_suffix(".md").write_text(markdown)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
