@@ -3,6 +3,9 @@
 Public API (see docs/):
 
 - ``django_observe.get_config()``: the validated configuration of this process.
+- ``django_observe.get_correlation_id()``: the current request's or task's correlation ID.
+- ``django_observe.correlation``: ``correlation_context()``, ``wrap_with_context()``.
+- ``django_observe.logging``: ``JSONFormatter``, ``TextFormatter`` for your own ``LOGGING``.
 - ``django_observe.health``: ``Database``, ``Cache``, ``Redis``, ``CeleryBroker``, ``CeleryWorkers``,
   ``Migrations``, ``Disk``, ``Memory`` checks, ``start_draining()``, ``is_draining()``.
 """
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "get_config"]
+__all__ = ["__version__", "get_config", "get_correlation_id"]
 
 
 def __getattr__(name: str):
@@ -20,4 +23,8 @@ def __getattr__(name: str):
         from .conf import get_config
 
         return get_config
+    if name == "get_correlation_id":
+        from .correlation import get_correlation_id
+
+        return get_correlation_id
     raise AttributeError(f"module 'django_observe' has no attribute {name!r}")

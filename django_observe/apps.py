@@ -35,6 +35,28 @@ def configure_health() -> None:
     )
 
 
+def configure_logging_and_correlation(config: conf.ObserveConfig, *, project_logging: bool) -> None:
+    """Logging for the whole process (unless the project keeps its own), and Celery propagation."""
+    from . import celery_integration
+    from .logging import configure_logging
+
+    setup = None
+    if config.log_configure != "off":
+        handlers = config.log_configure == "on" or not project_logging
+
+        def setup() -> None:
+            configure_logging(
+                level=config.log_level,
+                fmt=config.log_format,
+                otel_enabled=config.otel_enabled,
+                redact_keys=config.log_redact_keys,
+                handlers=handlers,
+            )
+
+        setup()
+    celery_integration.connect(setup_logging=setup, quiet_banner=setup is not None and config.log_format == "json")
+
+
 class DjangoObserveConfig(AppConfig):
     name = "django_observe"
     verbose_name = "django-observe"
@@ -64,6 +86,6 @@ class DjangoObserveConfig(AppConfig):
             from .health import drain
 
             drain.install_sigterm_handler(config.health_drain_seconds)
-        # --- logging and correlation wiring (issue #3) goes here.
+        configure_logging_and_correlation(config, project_logging=bool(getattr(settings, "LOGGING", None)))
         # --- metrics wiring (issue #4) goes here.
         # --- tracing wiring (issue #5) goes here.

@@ -142,6 +142,29 @@ def mapping(raw: Any) -> dict[str, Any]:
     raise ValueError("must be a dict with string keys (a JSON object in the environment)")
 
 
+def regex(raw: Any) -> str:
+    """A regular expression (compiled once at startup to validate it)."""
+    import re
+
+    if not isinstance(raw, str) or not raw:
+        raise ValueError("must be a non-empty regular expression string")
+    try:
+        re.compile(raw)
+    except re.error as exc:
+        raise ValueError(f"must be a valid regular expression ({exc})") from None
+    return raw
+
+
+def header_list(raw: Any) -> tuple[str, ...]:
+    """HTTP header names (at least one)."""
+    import re
+
+    names = text_list(raw)
+    if not names or not all(re.fullmatch(r"[A-Za-z0-9-]{1,64}", n) for n in names):
+        raise ValueError("must be a non-empty list of HTTP header names (letters, digits, dashes)")
+    return names
+
+
 def check_list(raw: Any) -> tuple[Any, ...]:
     """Custom health checks: dotted paths or dicts ``{"path": ..., "id": ..., ...}``."""
     if isinstance(raw, str):
@@ -302,7 +325,28 @@ class ObserveConfig:
         1, integer(0, 10_000), "Workers that must answer a ping for the celery check to pass."
     )
 
-    # --- Logging and correlation (issue #3): options go here.
+    # --- Logging and correlation (issue #3).
+    log_configure: str = option(
+        "auto",
+        choice("auto", "on", "off"),
+        'Configure logging for the whole process: "auto" (unless the project defines its own LOGGING), '
+        '"on" (always), "off" (never; use django_observe.logging.JSONFormatter/TextFormatter in your LOGGING).',
+    )
+    log_requests: bool = option(True, boolean, "Log one line per request (logger django_observe.request).")
+    log_redact_keys: tuple[str, ...] = option(
+        (), text_list, "Extra log keys whose values are replaced by [REDACTED] (secret-looking keys always are)."
+    )
+    correlation_headers: tuple[str, ...] = option(
+        ("X-Correlation-ID", "X-Request-ID"),
+        header_list,
+        "Request headers read for an incoming correlation ID, in order; the first is also the response header.",
+    )
+    correlation_id_pattern: str = option(
+        r"[A-Za-z0-9._:-]{1,128}",
+        regex,
+        "Regular expression an incoming correlation ID must match in full (else a new ID is generated).",
+    )
+    correlation_id_prefix: str = option("req_", text, "Prefix of generated correlation IDs (req_ + 24 hex digits).")
 
     # --- Metrics (issue #4): options go here.
 
@@ -405,9 +449,28 @@ def load_config(settings: Any = None, environ: Mapping[str, str] | None = None) 
             errors.append(ConfigError(source, f"{source} {exc}, got {shown}"))
         sources[field.name] = source
 
+    if not errors:
+        errors.extend(_cross_check(values, sources))
     if errors:
         raise InvalidConfiguration(errors)
     return ObserveConfig(**values, sources=sources)
+
+
+def _cross_check(values: dict[str, Any], sources: dict[str, str]) -> list[ConfigError]:
+    """Rules that involve several options."""
+    import re
+
+    errors = []
+    sample = values["correlation_id_prefix"] + "0" * 24
+    if not re.fullmatch(values["correlation_id_pattern"], sample):
+        errors.append(
+            ConfigError(
+                sources["correlation_id_prefix"],
+                f"CORRELATION_ID_PREFIX {values['correlation_id_prefix']!r} makes generated IDs ({sample!r}) "
+                f"that CORRELATION_ID_PATTERN {values['correlation_id_pattern']!r} rejects; change one of them",
+            )
+        )
+    return errors
 
 
 _config: ObserveConfig | None = None

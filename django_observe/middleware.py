@@ -1,25 +1,40 @@
 """``ObserveMiddleware``: inserted first in ``MIDDLEWARE`` by the app.
 
-It answers the probe endpoints (``/healthz``, ``/readyz``) before any other
-middleware runs, so ``ALLOWED_HOSTS`` (kubelet probes by pod IP), HTTPS
-redirects and login middleware cannot turn a healthy pod into a failing probe.
+Per request it
+
+1. answers the probe endpoints (``/healthz``, ``/readyz``) before any other middleware runs, so
+   ``ALLOWED_HOSTS`` (kubelet probes by pod IP), HTTPS redirects and login middleware cannot turn a
+   healthy pod into a failing probe;
+2. binds the correlation ID (an accepted incoming ``X-Correlation-ID``/``X-Request-ID``, or a new one)
+   for the request's whole life and returns it in the response header;
+3. logs one line at the end (``django_observe.request``).
+
 Sync and async capable: under ASGI it adds no thread hop.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, get_script_prefix, reverse
+from django.utils.functional import SimpleLazyObject, empty
 
 from .conf import get_config
+from .correlation import CorrelationPolicy, bind_correlation_id, reset_correlation_id
 
 __all__ = ["ObserveMiddleware"]
 
 PROBE_NAMES = ("django_observe:healthz", "django_observe:readyz")
+OWN_APP = "django_observe"
+UNMATCHED_ROUTE = "__unmatched__"
+
+request_logger = logging.getLogger("django_observe.request")
 
 
 def probe_routes() -> dict[str, Callable[..., Any]]:
@@ -40,6 +55,25 @@ def probe_routes() -> dict[str, Callable[..., Any]]:
     return routes
 
 
+def user_id(request: HttpRequest) -> str | None:
+    """The authenticated user's pk, without loading the user if nothing else did."""
+    user = request.__dict__.get("user")
+    if user is None:
+        return None
+    if isinstance(user, SimpleLazyObject) and user._wrapped is empty:
+        return None
+    if getattr(user, "is_authenticated", False):
+        return str(user.pk)
+    return None
+
+
+def _release(token: Any) -> None:
+    try:
+        reset_correlation_id(token)
+    except ValueError:  # closed from another context: just clear it
+        bind_correlation_id(None)
+
+
 class ObserveMiddleware:
     sync_capable = True
     async_capable = True
@@ -49,8 +83,15 @@ class ObserveMiddleware:
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
-        self.bypass = get_config().health_probe_bypass
+        config = get_config()
+        self.bypass = config.health_probe_bypass
         self._probes: dict[str, Callable[..., Any]] | None = None
+        self.policy = CorrelationPolicy(config.correlation_id_pattern, config.correlation_id_prefix)
+        self.meta_keys = tuple("HTTP_" + name.upper().replace("-", "_") for name in config.correlation_headers)
+        self.response_header = config.correlation_headers[0]
+        self.log_requests = config.log_requests
+
+    # --- the three jobs
 
     def _probe(self, request: HttpRequest) -> Callable[..., Any] | None:
         if not self.bypass:
@@ -59,16 +100,86 @@ class ObserveMiddleware:
             self._probes = probe_routes()
         return self._probes.get(request.path_info)
 
+    def _correlation_id(self, request: HttpRequest) -> str:
+        meta = request.META
+        for key in self.meta_keys:
+            value = meta.get(key)
+            if value is not None:
+                # The first header present decides; an invalid value is replaced, never echoed or logged.
+                return self.policy.accept(value) or self.policy.new()
+        return self.policy.new()
+
+    def _finish(self, request: HttpRequest, response: HttpResponse, start: int) -> None:
+        header = self.response_header
+        response[header] = request.correlation_id
+        exposed = response.get("Access-Control-Expose-Headers")
+        if not exposed:
+            response["Access-Control-Expose-Headers"] = header
+        elif header.lower() not in (h.strip().lower() for h in exposed.split(",")):
+            response["Access-Control-Expose-Headers"] = f"{exposed}, {header}"
+        if self.log_requests:
+            self._log(request, response, start)
+
+    def _log(self, request: HttpRequest, response: HttpResponse, start: int) -> None:
+        status = response.status_code
+        match = request.resolver_match
+        if match is not None and status < 400 and OWN_APP in match.app_names:
+            return  # successful health and metrics calls are noise
+        level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
+        if not request_logger.isEnabledFor(level):
+            return
+        extra: dict[str, Any] = {
+            "method": request.method,
+            "path": request.path,
+            "route": match.route if match is not None else UNMATCHED_ROUTE,
+            "status": status,
+            "duration_ms": round((time.perf_counter_ns() - start) / 1e6, 2),
+        }
+        uid = user_id(request)
+        if uid is not None:
+            extra["user_id"] = uid
+        exception = request.__dict__.get("_observe_exception")
+        request_logger.log(
+            level,
+            f"{request.method} {request.path}",
+            extra=extra,
+            exc_info=(type(exception), exception, exception.__traceback__) if exception is not None else None,
+        )
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
+        request._observe_exception = exception  # logged with the request line; Django still handles it
+
+    # --- sync and async entry points
+
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self.__acall__(request)
         view = self._probe(request)
         if view is not None:
             return async_to_sync(view)(request) if iscoroutinefunction(view) else view(request)
-        return self.get_response(request)
+        start = time.perf_counter_ns()
+        request.correlation_id = self._correlation_id(request)
+        token = bind_correlation_id(request.correlation_id)
+        try:
+            response = self.get_response(request)
+            self._finish(request, response, start)
+        except BaseException:
+            reset_correlation_id(token)
+            raise
+        # Keep the ID bound until the server closes the response (after Django's own django.request
+        # line and any streaming), then reset it: WSGI threads serve one request after another.
+        response._resource_closers.append(functools.partial(_release, token))
+        return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
         view = self._probe(request)
         if view is not None:
             return await view(request) if iscoroutinefunction(view) else view(request)
-        return await self.get_response(request)
+        start = time.perf_counter_ns()
+        request.correlation_id = self._correlation_id(request)
+        # Under ASGI each request runs in its own asyncio task, whose context ends with it: the ID
+        # cannot leak into another request, and Django's own django.request line still carries it.
+        bind_correlation_id(request.correlation_id)
+        response = await self.get_response(request)
+        self._finish(request, response, start)
+        return response

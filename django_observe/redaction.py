@@ -12,7 +12,34 @@ __all__ = ["REDACTED", "is_secret_key", "redact_text", "redact_url"]
 
 REDACTED = "[REDACTED]"
 
-SECRET_KEY_RE = re.compile(r"API|AUTH|TOKEN|KEY|SECRET|PASS|SIGNATURE|COOKIE|CSRF|SESSION", re.IGNORECASE)
+# A key is secret when one of its words (split on _ - . and camelCase) is one of these.
+SECRET_WORDS = frozenset(
+    {
+        "api",
+        "apikey",
+        "auth",
+        "authorization",
+        "token",
+        "key",
+        "secret",
+        "pass",
+        "passwd",
+        "password",
+        "passphrase",
+        "signature",
+        "cookie",
+        "csrf",
+        "csrftoken",
+        "session",
+        "sessionid",
+        "jwt",
+        "credential",
+        "credentials",
+        "dsn",
+        "private",
+    }
+)
+_WORD_SPLIT = re.compile(r"[_\-.\s]+|(?<=[a-z0-9])(?=[A-Z])")
 
 # scheme://user:password@host -> scheme://user:[REDACTED]@host
 _URL_PASSWORD_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@")
@@ -24,9 +51,14 @@ _PAIR_RE = re.compile(
 )
 
 
+# Authorization header values quoted in text: "Bearer abc.def" -> "Bearer [REDACTED]".
+_AUTH_SCHEME_RE = re.compile(r"\b(?P<scheme>Bearer|Basic|Token|Digest)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+
+
 def is_secret_key(key: str) -> bool:
-    """True for keys such as ``password``, ``api_key``, ``Authorization``, ``Set-Cookie``."""
-    return bool(SECRET_KEY_RE.search(key))
+    """True for keys such as ``password``, ``api_key``, ``Authorization``, ``Set-Cookie``, ``accessToken``;
+    false for ``tokens_used`` or ``monkey`` (whole words are compared, not substrings)."""
+    return any(word.lower() in SECRET_WORDS for word in _WORD_SPLIT.split(key) if word)
 
 
 def redact_url(url: str) -> str:
@@ -37,4 +69,7 @@ def redact_url(url: str) -> str:
 def redact_text(text: str) -> str:
     """Remove URL passwords and ``secret_key=value`` pairs from free text."""
     text = redact_url(text)
-    return _PAIR_RE.sub(lambda m: f"{m['key']}{m['sep']}{m['quote']}{REDACTED}", text)
+    text = _AUTH_SCHEME_RE.sub(lambda m: f"{m['scheme']} {REDACTED}", text)
+    return _PAIR_RE.sub(
+        lambda m: f"{m['key']}{m['sep']}{m['quote']}{REDACTED}" if is_secret_key(m["key"]) else m.group(), text
+    )

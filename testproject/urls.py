@@ -10,6 +10,10 @@ urlpatterns = [
     path("api/ping", views.ping, name="ping"),
     path("api/chat", views.chat, name="chat"),
     path("api/messages/<int:message_id>", views.message_detail, name="message-detail"),
+    path("api/work", views.work, name="work"),
+    path("api/awork", views.awork, name="awork"),
+    path("api/crash", views.crash, name="crash"),
+    path("api/enqueue", views.enqueue, name="enqueue"),
     path("admin/", admin.site.urls),
     # django_observe's checks also work in django-health-check's own view.
     path(

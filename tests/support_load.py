@@ -56,8 +56,9 @@ def send_all(port: int, plan: Sequence[Request], concurrency: int = 8, timeout: 
             if raw.getheader("Connection", "").lower() == "close":
                 conn.close()
                 local.conn = None
-            return Response(request, raw.status, {k.lower(): v for k, v in raw.getheaders()}, body,
-                            time.perf_counter() - start)
+            return Response(
+                request, raw.status, {k.lower(): v for k, v in raw.getheaders()}, body, time.perf_counter() - start
+            )
         raise AssertionError("unreachable")
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=concurrency) as pool:

@@ -41,3 +41,16 @@ def flaky(self, succeed_on: int = 2) -> int:
     if self.request.retries < succeed_on:
         raise self.retry(exc=RuntimeError("not yet"), countdown=0)
     return self.request.retries
+
+
+@shared_task
+def chain_parent(marker: str) -> str:
+    logger.info("parent task ran", extra={"marker": marker})
+    chain_child.delay(marker)
+    return marker
+
+
+@shared_task
+def chain_child(marker: str) -> str:
+    logger.info("child task ran", extra={"marker": marker})
+    return marker

@@ -1,5 +1,6 @@
 """A small API in the shape of the seed's chat flow: auth, a DB query, a cache call, a Celery task."""
 
+import asyncio
 import json
 import logging
 import time
@@ -67,3 +68,38 @@ def message_detail(request: HttpRequest, message_id: int) -> JsonResponse:
     return JsonResponse(
         {"id": message.pk, "text": message.text, "reply": message.reply, "processed": message.processed}
     )
+
+
+def _marker(request: HttpRequest) -> str:
+    return request.GET.get("marker", "")[:64]
+
+
+@require_GET
+def work(request: HttpRequest) -> JsonResponse:
+    """Logs a line, sleeps a little, logs again: concurrent requests interleave (correlation tests)."""
+    logger.info("work started", extra={"marker": _marker(request)})
+    time.sleep(0.01)
+    logger.info("work done", extra={"marker": _marker(request)})
+    return JsonResponse({"marker": _marker(request)})
+
+
+async def awork(request: HttpRequest) -> JsonResponse:
+    """The async twin of ``work`` (runs on the event loop under ASGI)."""
+    logger.info("work started", extra={"marker": _marker(request)})
+    await asyncio.sleep(0.01)
+    logger.info("work done", extra={"marker": _marker(request)})
+    return JsonResponse({"marker": _marker(request)})
+
+
+@require_GET
+def crash(request: HttpRequest) -> JsonResponse:
+    raise RuntimeError("demo crash password=hunter2")
+
+
+@require_GET
+def enqueue(request: HttpRequest) -> JsonResponse:
+    """Publish ``process_message``-like work without auth: a task and its child (correlation tests)."""
+    from .tasks import add, chain_parent
+
+    result = chain_parent.delay(_marker(request)) if request.GET.get("chain") else add.delay(1, 2)
+    return JsonResponse({"task_id": result.id}, status=202)

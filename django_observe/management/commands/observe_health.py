@@ -7,6 +7,7 @@ critical check fails.
 from __future__ import annotations
 
 import json
+import logging
 
 from django.core.management.base import BaseCommand
 
@@ -24,7 +25,13 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         runner = state.get_runner()
-        results = runner.run_sync(runner.select(critical_only=options["readiness"]))
+        # The command prints every result itself; log lines of the checks (state changes, driver
+        # warnings) would repeat them and break --json output on stdout.
+        logging.disable(logging.CRITICAL)
+        try:
+            results = runner.run_sync(runner.select(critical_only=options["readiness"]))
+        finally:
+            logging.disable(logging.NOTSET)
         status = render.overall_status(results)
         if options["json"]:
             body = render.seed_body(results, level=render.FULL, version=get_config().service_version)

@@ -1,0 +1,89 @@
+"""The two line formats: JSON (production) and the seed's human text line (development)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+__all__ = ["JSONRenderer", "TextRenderer", "escape"]
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(match: re.Match) -> str:
+    ch = match.group()
+    return _ESCAPES.get(ch) or f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+
+
+def escape(text: str) -> str:
+    """Escape control characters so user data can never start a new line or drive the terminal."""
+    return _CONTROL.sub(_escape_char, text) if _CONTROL.search(text) else text
+
+
+# Keys every line has, in this order; the event's own keys follow.
+_JSON_HEAD = ("timestamp", "level", "logger", "message", "correlation_id")
+
+
+class JSONRenderer:
+    """One JSON object per line, flat snake_case keys."""
+
+    __slots__ = ()
+
+    def __call__(self, logger: Any, method_name: str, event_dict: dict) -> str:
+        ordered = {key: event_dict.pop(key) for key in _JSON_HEAD if key in event_dict}
+        ordered.update(event_dict)
+        return json.dumps(ordered, default=str, separators=(",", ":"))
+
+
+class TextRenderer:
+    """``2026-03-05 14:30:00 INFO [api.chat] Chat request processed (req_abc123) - 1250ms key=value``.
+
+    Control characters in the message and in values are escaped; a traceback follows on lines prefixed
+    with ``  | `` so that it cannot pass for a log line of its own.
+
+    Args:
+        show_trace: append ``trace_id``/``span_id`` (shown only at debug level).
+    """
+
+    __slots__ = ("show_trace",)
+
+    _SKIP = frozenset({"timestamp", "level", "logger", "message", "correlation_id", "duration_ms", "exception"})
+
+    def __init__(self, show_trace: bool = False):
+        self.show_trace = show_trace
+
+    def __call__(self, logger: Any, method_name: str, event_dict: dict) -> str:
+        ts = str(event_dict.get("timestamp", ""))
+        ts = ts[:19].replace("T", " ") if len(ts) >= 19 else ts
+        parts = [
+            ts,
+            str(event_dict.get("level", "")),
+            f"[{escape(str(event_dict.get('logger', '')))}]",
+            escape(str(event_dict.get("message", ""))),
+        ]
+        line = " ".join(parts)
+        cid = event_dict.get("correlation_id")
+        if cid:
+            line += f" ({escape(str(cid))})"
+        duration = event_dict.get("duration_ms")
+        if duration is not None:
+            line += f" - {duration:g}ms" if isinstance(duration, (int, float)) else f" - {escape(str(duration))}ms"
+        extras = [
+            f"{escape(str(key))}={_value(value)}"
+            for key, value in event_dict.items()
+            if key not in self._SKIP and not (key in ("trace_id", "span_id") and not self.show_trace)
+        ]
+        if extras:
+            line += " " + " ".join(extras)
+        exception = event_dict.get("exception")
+        if exception:
+            text = exception if isinstance(exception, str) else json.dumps(exception, default=str)
+            line += "\n" + "\n".join("  | " + escape(part) for part in text.splitlines())
+        return line
+
+
+def _value(value: Any) -> str:
+    text = escape(value if isinstance(value, str) else json.dumps(value, default=str))
+    return f'"{text}"' if (" " in text or not text) else text

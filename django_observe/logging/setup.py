@@ -1,0 +1,158 @@
+"""Route every log line of the process (stdlib and structlog) through one formatter on stdout."""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import sys
+from typing import Any
+
+import structlog
+
+from . import processors
+from .renderers import JSONRenderer, TextRenderer
+
+__all__ = ["JSONFormatter", "TRACE", "TextFormatter", "configure_logging", "level_number"]
+
+TRACE = 5
+logging.addLevelName(TRACE, "TRACE")
+_LEVELS = {
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "trace": TRACE,
+}
+
+# Loggers that servers and libraries configure with handlers of their own; we route them to the root.
+SERVER_LOGGERS = (
+    "django",
+    "django.request",
+    "django.server",
+    "django.security",
+    "django.db.backends",
+    "gunicorn",
+    "gunicorn.error",
+    "gunicorn.access",
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "celery",
+    "celery.app.trace",
+    "celery.worker",
+    "celery.task",
+    "celery.redirected",
+    "kombu",
+    "amqp",
+)
+
+
+def level_number(name: str) -> int:
+    return _LEVELS[name]
+
+
+def _shared_chain(otel_enabled: bool) -> list:
+    """Processors for both structlog and stdlib records, before rendering."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        processors.add_correlation_id,
+        processors.add_task_context,
+        processors.add_trace_context(otel_enabled),
+    ]
+
+
+def _render_chain(fmt: str, redact_keys: tuple[str, ...], show_trace: bool) -> list:
+    return [
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+        processors.timestamp,
+        processors.normalize_level,
+        processors.rename_event_to_message,
+        processors.format_exception(structured=fmt == "json"),
+        processors.redact_secrets(redact_keys),
+        JSONRenderer() if fmt == "json" else TextRenderer(show_trace=show_trace),
+    ]
+
+
+class _ObserveFormatter(structlog.stdlib.ProcessorFormatter):
+    fmt = "json"
+
+    def __init__(
+        self, *, otel_enabled: bool = False, redact_keys: tuple[str, ...] = (), show_trace: bool = False, **kwargs: Any
+    ):
+        pre_chain = [structlog.stdlib.ExtraAdder(), *_shared_chain(otel_enabled)]
+        super().__init__(
+            foreign_pre_chain=pre_chain,
+            processors=_render_chain(self.fmt, tuple(redact_keys), show_trace),
+            keep_exc_info=False,
+            keep_stack_info=False,
+            **kwargs,
+        )
+
+
+class JSONFormatter(_ObserveFormatter):
+    """``logging.Formatter`` for JSON lines; use it in your own ``LOGGING``:
+
+    ``"formatters": {"json": {"()": "django_observe.logging.JSONFormatter"}}``
+    """
+
+    fmt = "json"
+
+
+class TextFormatter(_ObserveFormatter):
+    """``logging.Formatter`` for the seed's human text line; ``{"()": "django_observe.logging.TextFormatter"}``."""
+
+    fmt = "text"
+
+
+def configure_structlog(otel_enabled: bool) -> None:
+    """structlog loggers hand their events to the stdlib handlers (so one formatter renders everything)."""
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_shared_chain(otel_enabled),
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+
+def configure_logging(
+    *, level: str, fmt: str, otel_enabled: bool = False, redact_keys: tuple[str, ...] = (), handlers: bool = True
+) -> None:
+    """Configure the whole process: root handler on stdout with our formatter, server loggers routed to it.
+
+    Args:
+        level: ``error``, ``warning``, ``info``, ``debug`` or ``trace``.
+        fmt: ``json`` or ``text``.
+        otel_enabled: add ``trace_id``/``span_id`` of the active span.
+        redact_keys: extra key names whose values are replaced by ``[REDACTED]``.
+        handlers: False configures structlog only (the project keeps its own ``LOGGING`` handlers).
+    """
+    number = level_number(level)
+    configure_structlog(otel_enabled)
+    if not handlers:
+        return
+    logging.captureWarnings(True)  # warnings.warn() output becomes a log line too (logger py.warnings)
+    formatter = {"json": JSONFormatter, "text": TextFormatter}[fmt]
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {
+                "observe": {
+                    "()": formatter,
+                    "otel_enabled": otel_enabled,
+                    "redact_keys": list(redact_keys),
+                    "show_trace": number <= logging.DEBUG,
+                }
+            },
+            "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": sys.stdout, "formatter": "observe"}},
+            "root": {"handlers": ["stdout"], "level": number},
+            "loggers": {name: {"handlers": [], "propagate": True, "level": logging.NOTSET} for name in SERVER_LOGGERS},
+        }
+    )
