@@ -57,6 +57,18 @@ def configure_logging_and_correlation(config: conf.ObserveConfig, *, project_log
     celery_integration.connect(setup_logging=setup, quiet_banner=setup is not None and config.log_format == "json")
 
 
+def configure_metrics(config: conf.ObserveConfig) -> None:
+    from .health import registry, state
+    from .metrics.setup import configure_metrics as setup
+
+    setup(
+        config,
+        role=runtime.process_role(),
+        celery_app=registry.find_celery_app(config),
+        health_runner=state.get_runner(),
+    )
+
+
 class DjangoObserveConfig(AppConfig):
     name = "django_observe"
     verbose_name = "django-observe"
@@ -87,5 +99,5 @@ class DjangoObserveConfig(AppConfig):
 
             drain.install_sigterm_handler(config.health_drain_seconds)
         configure_logging_and_correlation(config, project_logging=bool(getattr(settings, "LOGGING", None)))
-        # --- metrics wiring (issue #4) goes here.
+        configure_metrics(config)
         # --- tracing wiring (issue #5) goes here.

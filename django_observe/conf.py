@@ -165,6 +165,37 @@ def header_list(raw: Any) -> tuple[str, ...]:
     return names
 
 
+def metric_prefix(raw: Any) -> str:
+    import re
+
+    if isinstance(raw, str) and (raw == "" or re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", raw)):
+        return raw
+    raise ValueError("must be empty or a Prometheus name (letters, digits, underscores; not starting with a digit)")
+
+
+def buckets(raw: Any) -> tuple[float, ...]:
+    values = text_list(raw) if isinstance(raw, str) else raw
+    try:
+        result = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise ValueError("must be a list of increasing positive numbers") from None
+    if not result or any(b <= 0 for b in result) or any(a >= b for a, b in zip(result, result[1:], strict=False)):
+        raise ValueError("must be a list of increasing positive numbers")
+    return result
+
+
+def networks(raw: Any) -> tuple[str, ...]:
+    import ipaddress
+
+    values = text_list(raw)
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(f"must be IP addresses or networks (CIDR); {value!r} is neither") from None
+    return values
+
+
 def check_list(raw: Any) -> tuple[Any, ...]:
     """Custom health checks: dotted paths or dicts ``{"path": ..., "id": ..., ...}``."""
     if isinstance(raw, str):
@@ -348,7 +379,37 @@ class ObserveConfig:
     )
     correlation_id_prefix: str = option("req_", text, "Prefix of generated correlation IDs (req_ + 24 hex digits).")
 
-    # --- Metrics (issue #4): options go here.
+    # --- Metrics (issue #4).
+    metrics_enabled: bool = option(True, boolean, "Record Prometheus metrics.")
+    metrics_address: str = option(
+        "0.0.0.0", text, "Address the metrics port binds to (keep the port off the public network)."
+    )
+    metrics_port: int = option(8001, integer(0, 65535), "Metrics port of web processes (0: no exporter).")
+    metrics_worker_port: int = option(8002, integer(0, 65535), "Metrics port of Celery workers (0: no exporter).")
+    metrics_namespace: str = option("", metric_prefix, "Prefix added to every metric name (none by default).")
+    metrics_buckets: tuple[float, ...] = option(
+        (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0),
+        buckets,
+        "Latency histogram buckets in seconds (OpenTelemetry's recommended boundaries by default).",
+    )
+    metrics_max_label_values: int = option(
+        200, integer(1, 100_000), "Distinct values per label before further ones are folded into __other__."
+    )
+    metrics_exclude_apps: tuple[str, ...] = option(
+        (), text_list, "URL app names whose requests are not recorded (django_observe's own always are not)."
+    )
+    metrics_db: bool = option(True, boolean, "Time database queries (db_client_* metrics).")
+    metrics_cache: bool = option(True, boolean, "Count cache operations (cache_operations_total).")
+    metrics_view_enabled: bool = option(False, boolean, "Serve /metrics in django_observe.urls too.")
+    metrics_token: str | None = option(
+        None, optional_text, "Bearer token required on the metrics port and the /metrics view.", secret=True
+    )
+    metrics_allowed_ips: tuple[str, ...] = option(
+        (), networks, "Client addresses or networks allowed on the metrics port and view (empty: all)."
+    )
+    metrics_multiproc_dir: str | None = option(
+        None, optional_text, "Base directory for multiprocess metric files (default: the system temp dir)."
+    )
 
     # --- Tracing (issue #5): options go here.
 

@@ -7,7 +7,8 @@ Per request it
    healthy pod into a failing probe;
 2. binds the correlation ID (an accepted incoming ``X-Correlation-ID``/``X-Request-ID``, or a new one)
    for the request's whole life and returns it in the response header;
-3. logs one line at the end (``django_observe.request``).
+3. records the request metrics (one histogram observation) and logs one line at the end
+   (``django_observe.request``).
 
 Sync and async capable: under ASGI it adds no thread hop.
 """
@@ -90,6 +91,10 @@ class ObserveMiddleware:
         self.meta_keys = tuple("HTTP_" + name.upper().replace("-", "_") for name in config.correlation_headers)
         self.response_header = config.correlation_headers[0]
         self.log_requests = config.log_requests
+        from .metrics.setup import get_state
+
+        metrics = get_state()
+        self.recorder = metrics.recorder if metrics is not None else None
 
     # --- the three jobs
 
@@ -109,7 +114,9 @@ class ObserveMiddleware:
                 return self.policy.accept(value) or self.policy.new()
         return self.policy.new()
 
-    def _finish(self, request: HttpRequest, response: HttpResponse, start: int) -> None:
+    def _finish(self, request: HttpRequest, response: HttpResponse, start: int, metrics_token: Any) -> None:
+        if self.recorder is not None:
+            self.recorder.end(request, response.status_code, (time.perf_counter_ns() - start) / 1e9, metrics_token)
         header = self.response_header
         response[header] = request.correlation_id
         exposed = response.get("Access-Control-Expose-Headers")
@@ -148,6 +155,8 @@ class ObserveMiddleware:
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
         request._observe_exception = exception  # logged with the request line; Django still handles it
+        if self.recorder is not None:
+            self.recorder.exception(request, exception)
 
     # --- sync and async entry points
 
@@ -160,9 +169,10 @@ class ObserveMiddleware:
         start = time.perf_counter_ns()
         request.correlation_id = self._correlation_id(request)
         token = bind_correlation_id(request.correlation_id)
+        metrics_token = self.recorder.begin() if self.recorder is not None else None
         try:
             response = self.get_response(request)
-            self._finish(request, response, start)
+            self._finish(request, response, start, metrics_token)
         except BaseException:
             reset_correlation_id(token)
             raise
@@ -180,6 +190,7 @@ class ObserveMiddleware:
         # Under ASGI each request runs in its own asyncio task, whose context ends with it: the ID
         # cannot leak into another request, and Django's own django.request line still carries it.
         bind_correlation_id(request.correlation_id)
+        metrics_token = self.recorder.begin() if self.recorder is not None else None
         response = await self.get_response(request)
-        self._finish(request, response, start)
+        self._finish(request, response, start, metrics_token)
         return response

@@ -3,6 +3,7 @@
 from django.urls import path
 
 from .health import views
+from .metrics import views as metrics_views
 
 app_name = "django_observe"
 
@@ -11,4 +12,5 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("health", views.health, name="health"),
     path("health/<str:check_id>", views.health_check_detail, name="health-check"),
+    path("metrics", metrics_views.metrics, name="metrics"),
 ]

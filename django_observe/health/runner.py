@@ -110,6 +110,7 @@ class HealthRunner:
         self._cache: dict[str, tuple[float, CheckResult]] = {}
         self._inflight: dict[str, concurrent.futures.Future[CheckResult]] = {}
         self.last_results: dict[str, CheckResult] = {}
+        self.listeners: list = []  # called with each fresh CheckResult (metrics record them)
         self.runs = 0  # checks actually executed (not served from cache); for tests and metrics
 
     def select(self, *, critical_only: bool = False, exclude: Iterable[str] = ()) -> list[CheckSpec]:
@@ -167,6 +168,11 @@ class HealthRunner:
                 self.last_results[spec.id] = result
             future.set_result(result)
             self._log_transition(previous, result)
+            for listener in self.listeners:
+                try:
+                    listener(result)
+                except Exception:  # a metrics problem must never break a health check
+                    logger.exception("health result listener failed")
 
     @staticmethod
     def _log_transition(previous: CheckResult | None, result: CheckResult) -> None:

@@ -11,6 +11,8 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from django_observe.metrics import authorization
+
 from .models import ApiToken, Message
 from .tasks import process_message
 
@@ -18,11 +20,14 @@ logger = logging.getLogger("api.chat")
 
 
 def _authenticate(request: HttpRequest):
-    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not key:
-        return None
-    token = ApiToken.objects.select_related("user").filter(key=key.strip()).first()
-    return token.user if token else None
+    """Bearer token authentication, timed as the seed's authorization step."""
+    with authorization("api_token") as auth:
+        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not key:
+            return None
+        token = ApiToken.objects.select_related("user").filter(key=key.strip()).first()
+        auth.decision = "allow" if token else "deny"
+        return token.user if token else None
 
 
 @require_GET

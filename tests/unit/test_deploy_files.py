@@ -77,3 +77,35 @@ def test_kubernetes_probes_use_the_app_endpoints():
     service = next(d for d in docs if d["kind"] == "Service")
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert {p["targetPort"] for p in service["spec"]["ports"]} <= port_names
+
+
+PROJECT_VARIABLES = {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "ALLOWED_HOSTS", "SECRET_KEY"}
+
+
+def test_environment_variables_in_examples_are_real_options():
+    from django_observe import conf
+
+    known = set(conf.option_names()) | PROJECT_VARIABLES
+    used = set(compose()["x-app"]["environment"])
+    for path in ("web.yaml", "worker.yaml"):
+        for doc in load_all(DEPLOY / "kubernetes" / path):
+            if doc["kind"] == "Deployment":
+                for container in doc["spec"]["template"]["spec"]["containers"]:
+                    used |= {e["name"] for e in container.get("env", [])}
+    unknown = {name for name in used if not name.startswith("OTEL_")} - known
+    assert not unknown, f"example environment variables that nothing reads: {sorted(unknown)}"
+
+
+def test_example_ports_match_the_metrics_defaults():
+    from django_observe.conf import ObserveConfig
+
+    web = ObserveConfig.__dataclass_fields__["metrics_port"].default
+    worker = ObserveConfig.__dataclass_fields__["metrics_worker_port"].default
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    ports = {
+        job["job_name"]: int(job["static_configs"][0]["targets"][0].split(":")[1]) for job in config["scrape_configs"]
+    }
+    assert ports == {"django": web, "celery": worker}
+    for path, port in (("web.yaml", web), ("worker.yaml", worker)):
+        deployment = next(d for d in load_all(DEPLOY / "kubernetes" / path) if d["kind"] == "Deployment")
+        assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == str(port)

@@ -1,0 +1,164 @@
+"""The metric catalogue (names fixed; ``METRICS_NAMESPACE`` adds a prefix) and the cardinality guard."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Sequence
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["OTHER", "Catalogue", "LabelGuard", "build_catalogue"]
+
+OTHER = "__other__"
+# OpenTelemetry's recommended boundaries for http.server.request.duration (seconds).
+DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+TASK_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class LabelGuard:
+    """Folds values of one label into ``__other__`` once ``limit`` distinct values were seen (per process).
+
+    Args:
+        metric: metric name, for the overflow counter.
+        label: label name.
+        limit: distinct values kept before folding.
+        overflow: counter ``metrics_label_overflow_total{metric,label}`` incremented on each fold.
+    """
+
+    __slots__ = ("_label", "_limit", "_lock", "_metric", "_overflow", "_seen")
+
+    def __init__(self, metric: str, label: str, limit: int, overflow: Counter):
+        self._metric, self._label, self._limit, self._overflow = metric, label, limit, overflow
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        with self._lock:
+            if value in self._seen:
+                return value
+            if len(self._seen) < self._limit:
+                self._seen.add(value)
+                return value
+        self._overflow.labels(self._metric, self._label).inc()
+        return OTHER
+
+
+@dataclasses.dataclass
+class Catalogue:
+    """Every metric django_observe records, created once per process."""
+
+    namespace: str
+    request_duration: Histogram
+    active_requests: Gauge
+    exceptions: Counter
+    authorization_duration: Histogram
+    authorized_invoke_duration: Histogram
+    db_duration: Histogram
+    db_errors: Counter
+    db_connections: Counter
+    cache_operations: Counter
+    celery_published: Counter
+    celery_tasks: Counter
+    celery_task_duration: Histogram
+    celery_queue_wait: Histogram
+    health_status: Gauge
+    health_duration: Gauge
+    label_overflow: Counter
+    max_label_values: int
+    guards: dict[tuple[str, str], LabelGuard] = dataclasses.field(default_factory=dict)
+
+    def guard(self, metric: str, label: str) -> LabelGuard:
+        key = (metric, label)
+        guard = self.guards.get(key)
+        if guard is None:
+            guard = self.guards.setdefault(key, LabelGuard(metric, label, self.max_label_values, self.label_overflow))
+        return guard
+
+
+def build_catalogue(
+    namespace: str = "",
+    buckets: Sequence[float] = DEFAULT_BUCKETS,
+    max_label_values: int = 200,
+    registry: CollectorRegistry | None = REGISTRY,
+) -> Catalogue:
+    """Create the metrics (in multiprocess mode they write to ``PROMETHEUS_MULTIPROC_DIR``)."""
+    kw = {"namespace": namespace, "registry": registry}
+    buckets = tuple(buckets)
+    return Catalogue(
+        namespace=namespace,
+        request_duration=Histogram(
+            "http_server_request_duration_seconds",
+            "Duration of HTTP requests.",
+            ["method", "route", "status_code"],
+            buckets=buckets,
+            **kw,
+        ),
+        active_requests=Gauge(
+            "http_server_active_requests", "HTTP requests in flight.", multiprocess_mode="livesum", **kw
+        ),
+        exceptions=Counter(
+            "http_server_exceptions", "Unhandled exceptions raised by views.", ["route", "exception_type"], **kw
+        ),
+        authorization_duration=Histogram(
+            "authorization_duration_seconds",
+            "Time spent authenticating and authorizing a request.",
+            ["mechanism", "decision"],
+            buckets=buckets,
+            **kw,
+        ),
+        authorized_invoke_duration=Histogram(
+            "authorized_invoke_duration_seconds",
+            "Duration of requests that passed authorization.",
+            ["method", "route", "status_code"],
+            buckets=buckets,
+            **kw,
+        ),
+        db_duration=Histogram(
+            "db_client_operation_duration_seconds",
+            "Duration of database queries.",
+            ["alias", "vendor"],
+            buckets=buckets,
+            **kw,
+        ),
+        db_errors=Counter("db_client_errors", "Database queries that raised.", ["alias", "vendor", "error_type"], **kw),
+        db_connections=Counter(
+            "db_client_connections_created", "Database connections opened.", ["alias", "vendor"], **kw
+        ),
+        cache_operations=Counter("cache_operations", "Cache operations.", ["cache", "operation", "result"], **kw),
+        celery_published=Counter("celery_tasks_published", "Celery tasks published.", ["task"], **kw),
+        celery_tasks=Counter("celery_tasks", "Celery task events by state.", ["task", "queue", "state"], **kw),
+        celery_task_duration=Histogram(
+            "celery_task_duration_seconds", "Run time of Celery tasks.", ["task", "queue"], buckets=TASK_BUCKETS, **kw
+        ),
+        celery_queue_wait=Histogram(
+            "celery_task_queue_wait_seconds",
+            "Time from publishing a task to its start.",
+            ["queue"],
+            buckets=TASK_BUCKETS,
+            **kw,
+        ),
+        health_status=Gauge(
+            "health_check_status",
+            "Last result of each health check (1 pass or warn, 0 fail).",
+            ["check", "critical"],
+            multiprocess_mode="mostrecent",
+            **kw,
+        ),
+        health_duration=Gauge(
+            "health_check_duration_seconds",
+            "Duration of the last run of each health check.",
+            ["check"],
+            multiprocess_mode="mostrecent",
+            **kw,
+        ),
+        label_overflow=Counter(
+            "metrics_label_overflow",
+            "Label values folded into __other__ by the cardinality guard.",
+            ["metric", "label"],
+            **kw,
+        ),
+        max_label_values=max_label_values,
+    )

@@ -1,0 +1,88 @@
+"""Celery metrics: published tasks (web side), task states, durations and queue wait (worker side)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+__all__ = ["connect"]
+
+PUBLISHED_AT = "x_published_at"
+_started: dict[str, float] = {}
+_connected = False
+
+
+def _queue(task: Any) -> str:
+    info = getattr(getattr(task, "request", None), "delivery_info", None) or {}
+    return str(info.get("routing_key") or info.get("queue") or "celery")
+
+
+def connect(catalogue: Any) -> bool:
+    """Connect the receivers once per process (strong references). False when Celery is not installed."""
+    global _connected
+    if _connected:
+        return True
+    try:
+        from celery import signals
+    except ImportError:
+        return False
+    task_label = catalogue.guard("celery_tasks", "task")
+
+    def on_publish(sender: Any = None, headers: dict | None = None, **kwargs: Any) -> None:
+        catalogue.celery_published.labels(task_label(str(sender))).inc()
+        if headers is not None:
+            headers.setdefault(PUBLISHED_AT, time.time())
+
+    def state(task_name: str, queue: str, name: str) -> None:
+        catalogue.celery_tasks.labels(task_label(task_name), queue, name).inc()
+
+    def on_received(request: Any = None, **kwargs: Any) -> None:
+        info = getattr(request, "delivery_info", None) or {}
+        state(request.name, str(info.get("routing_key") or "celery"), "received")
+
+    def on_prerun(task_id: str | None = None, task: Any = None, **kwargs: Any) -> None:
+        now = time.time()
+        _started[task_id] = time.perf_counter()
+        queue = _queue(task)
+        state(task.name, queue, "started")
+        published = task.request.get(PUBLISHED_AT) if hasattr(task.request, "get") else None
+        if isinstance(published, (int, float)) and now >= published:
+            catalogue.celery_queue_wait.labels(queue).observe(now - published)
+
+    def on_postrun(task_id: str | None = None, task: Any = None, **kwargs: Any) -> None:
+        start = _started.pop(task_id, None)
+        if start is not None and task is not None:
+            catalogue.celery_task_duration.labels(task_label(task.name), _queue(task)).observe(
+                time.perf_counter() - start
+            )
+
+    def on_success(sender: Any = None, **kwargs: Any) -> None:
+        state(sender.name, _queue(sender), "succeeded")
+
+    def on_failure(sender: Any = None, **kwargs: Any) -> None:
+        state(sender.name, _queue(sender), "failed")
+
+    def on_retry(sender: Any = None, **kwargs: Any) -> None:
+        state(sender.name, _queue(sender), "retried")
+
+    def on_revoked(request: Any = None, **kwargs: Any) -> None:
+        state(getattr(request, "task", None) or getattr(request, "name", "unknown"), "celery", "revoked")
+
+    def on_rejected(message: Any = None, **kwargs: Any) -> None:
+        name = (getattr(message, "headers", None) or {}).get("task", "unknown")
+        state(name, "celery", "rejected")
+
+    for signal, receiver in (
+        (signals.before_task_publish, on_publish),
+        (signals.task_received, on_received),
+        (signals.task_prerun, on_prerun),
+        (signals.task_postrun, on_postrun),
+        (signals.task_success, on_success),
+        (signals.task_failure, on_failure),
+        (signals.task_retry, on_retry),
+        (signals.task_revoked, on_revoked),
+        (signals.task_rejected, on_rejected),
+    ):
+        signal.connect(receiver, weak=False)
+    _connected = True
+    return True

@@ -1,0 +1,81 @@
+"""Scraping and parsing Prometheus exposition, and a real Prometheus server for the tests."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests import support
+
+
+def scrape(port: int, **headers: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """``{(sample name, sorted labels): value}`` from a metrics port."""
+    response = requests.get(f"http://127.0.0.1:{port}/metrics", headers=headers, timeout=10)
+    response.raise_for_status()
+    samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    """Sum of the samples called ``name`` whose labels include ``labels``."""
+    return sum(v for (n, lbls), v in samples.items() if n == name and set(labels.items()) <= set(lbls))
+
+
+def names(samples: dict) -> set[str]:
+    return {name for name, _ in samples}
+
+
+@contextlib.contextmanager
+def prometheus(targets: dict[str, int], interval: str = "1s") -> Iterator[str]:
+    """A real Prometheus (Debian's package) scraping ``{job: port}`` on loopback; yields its URL."""
+    binary = support.require_binary("prometheus")
+    port = support.free_port()
+    with tempfile.TemporaryDirectory(prefix="observe-prom-") as tmp:
+        config = Path(tmp) / "prometheus.yml"
+        jobs = "\n".join(
+            f"  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{target}']"
+            for job, target in targets.items()
+        )
+        config.write_text(
+            f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\nscrape_configs:\n{jobs}\n"
+        )
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp}/data",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--enable-feature=exemplar-storage",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            support.wait_for_port("127.0.0.1", port, 30, proc)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+def query(url: str, expr: str) -> list[dict]:
+    response = requests.get(f"{url}/api/v1/query", params={"query": expr}, timeout=10)
+    response.raise_for_status()
+    return response.json()["data"]["result"]
+
+
+def promtool_query(url: str, expr: str) -> str:
+    binary = support.require_binary("promtool")
+    result = subprocess.run([binary, "query", "instant", url, expr], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
