@@ -100,4 +100,6 @@ class DjangoObserveConfig(AppConfig):
             drain.install_sigterm_handler(config.health_drain_seconds)
         configure_logging_and_correlation(config, project_logging=bool(getattr(settings, "LOGGING", None)))
         configure_metrics(config)
-        # --- tracing wiring (issue #5) goes here.
+        from .tracing.setup import configure_tracing
+
+        configure_tracing(config, role=runtime.process_role(), django_settings=settings)

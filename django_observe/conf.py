@@ -165,6 +165,23 @@ def header_list(raw: Any) -> tuple[str, ...]:
     return names
 
 
+def url(raw: Any) -> str | None:
+    """An http(s) URL with a host, or None."""
+    from urllib.parse import urlsplit
+
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        try:
+            parts = urlsplit(raw)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            parts = None
+        if parts is not None and parts.scheme in ("http", "https") and parts.hostname:
+            return raw
+    raise ValueError("must be an http:// or https:// URL with a host, e.g. http://collector:4318")
+
+
 def metric_prefix(raw: Any) -> str:
     import re
 
@@ -411,7 +428,38 @@ class ObserveConfig:
         None, optional_text, "Base directory for multiprocess metric files (default: the system temp dir)."
     )
 
-    # --- Tracing (issue #5): options go here.
+    # --- Tracing (issue #5). The OTEL_* names are OpenTelemetry's standard environment variables.
+    otel_service_name: str | None = option(None, optional_text, "Service name in traces (default: SERVICE_NAME).")
+    otel_exporter_otlp_endpoint: str | None = option(
+        None,
+        url,
+        "OTLP collector base URL, e.g. http://jaeger:4318 (HTTP) or http://collector:4317 (gRPC); default: the "
+        "protocol's localhost port.",
+    )
+    otel_exporter_otlp_protocol: str = option(
+        "http/protobuf", choice("http/protobuf", "grpc"), "OTLP transport: http/protobuf (port 4318) or grpc (4317)."
+    )
+    otel_traces_exporter: str = option(
+        "otlp", choice("otlp", "console", "none"), "Where spans go: otlp, console (development) or none."
+    )
+    otel_traces_sampler: str = option(
+        "parentbased_always_on",
+        choice(
+            "always_on",
+            "always_off",
+            "traceidratio",
+            "parentbased_always_on",
+            "parentbased_always_off",
+            "parentbased_traceidratio",
+        ),
+        "Which traces are recorded.",
+    )
+    otel_traces_sampler_arg: float = option(1.0, number(0, 1), "Sampling ratio for the traceidratio samplers (0 to 1).")
+    tracing_excluded_urls: tuple[str, ...] = option(
+        (r"/healthz$", r"/readyz$", r"/health$", r"/health/[^/]+$", r"/metrics$"),
+        text_list,
+        "Regular expressions (searched in the URL without query) of requests that are not traced.",
+    )
 
     # Filled by load_config: where each value came from (option name -> source).
     sources: Mapping[str, str] = dataclasses.field(default=None, compare=False, repr=False)  # type: ignore[assignment]

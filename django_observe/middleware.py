@@ -145,6 +145,10 @@ class ObserveMiddleware:
         uid = user_id(request)
         if uid is not None:
             extra["user_id"] = uid
+        span_context = request.__dict__.get("_observe_span_context")
+        if span_context is not None and span_context.is_valid:
+            extra["trace_id"] = format(span_context.trace_id, "032x")
+            extra["span_id"] = format(span_context.span_id, "016x")
         exception = request.__dict__.get("_observe_exception")
         request_logger.log(
             level,

@@ -1,0 +1,249 @@
+"""Tracing verified over real OTLP: gunicorn (2 workers), a Celery prefork worker on Redis, PostgreSQL."""
+
+import json
+import subprocess
+import time
+
+import pytest
+import requests
+
+from tests import support, support_otlp
+
+pytestmark = pytest.mark.integration
+
+SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5  # OTLP SpanKind values
+ERROR = 2
+
+
+def wait_for(receiver, predicate, timeout=15, message="spans"):
+    return support.wait_until(lambda: predicate(list(receiver.spans)), timeout=timeout, message=message)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """The test project with tracing on, against a local OTLP/HTTP receiver."""
+    tmp = tmp_path_factory.mktemp("tracing")
+    url, drop = support.create_postgres_database()
+    receiver = support_otlp.HttpReceiver().__enter__()
+    env = support.project_env(
+        DATABASE_URL=url,
+        REDIS_URL=support.redis_url(12),
+        OTEL_ENABLED="true",
+        LOG_FORMAT="json",
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+        OTEL_BSP_SCHEDULE_DELAY="200",
+        TESTPROJECT_VAR_DIR=str(tmp / "var"),
+        METRICS_PORT="0",
+        METRICS_WORKER_PORT="0",
+    )
+    import redis
+
+    redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+    support.manage("migrate", "-v0", env=env)
+    token = support.manage("demo_token", env=env).stdout.strip().splitlines()[-1]
+    worker = support.celery_worker(env, tmp / "worker.log")
+    web = support.gunicorn(env, tmp / "web.log", workers=2)
+    try:
+        worker.start()
+        support.wait_worker_ready(worker)
+        web.start()
+        yield {"env": env, "receiver": receiver, "web": web, "worker": worker, "token": token}
+    finally:
+        web.stop()
+        worker.stop()
+        receiver.__exit__(None, None, None)
+        drop()
+
+
+def test_one_trace_from_the_request_through_db_redis_and_the_task(stack):
+    receiver, web = stack["receiver"], stack["web"]
+    response = requests.post(
+        web.url + "/api/chat?api_key=s3cret",
+        data=json.dumps({"message": "hi"}),
+        timeout=10,
+        headers={"Authorization": f"Bearer {stack['token']}", "X-Correlation-ID": "req_trace1"},
+    )
+    assert response.status_code == 202
+    server = wait_for(
+        receiver,
+        lambda spans: [
+            s for s in spans if s.name == "POST api/chat" and s.attributes.get("correlation_id") == "req_trace1"
+        ],
+    )[0]
+    trace = wait_for(
+        receiver,
+        lambda spans: (
+            (t := [s for s in spans if s.trace_id == server.trace_id])
+            and any(s.name == "run/testproject.demo.tasks.summarize" for s in t)
+            and t
+        ),
+        timeout=20,
+        message="the whole trace",
+    )
+    by_id = {s.span_id: s for s in trace}
+    assert server.kind == SERVER and server.parent_span_id == ""
+    assert server.resource["service.name"] == "testproject"
+    assert server.attributes["enduser.id"]
+    assert "s3cret" not in json.dumps([s.attributes for s in trace])
+    db = [s for s in trace if s.attributes.get("db.system") == "postgresql" and s.parent_span_id == server.span_id]
+    assert db, "database spans under the request"
+    assert any(s.attributes.get("db.system") == "redis" and s.parent_span_id == server.span_id for s in trace)
+    publish = next(s for s in trace if s.name == "apply_async/testproject.demo.tasks.process_message")
+    assert publish.kind == PRODUCER and publish.parent_span_id == server.span_id
+    run = next(s for s in trace if s.name == "run/testproject.demo.tasks.process_message")
+    assert run.kind == CONSUMER and run.parent_span_id == publish.span_id
+    child_run = next(s for s in trace if s.name == "run/testproject.demo.tasks.summarize")
+    assert by_id[by_id[child_run.parent_span_id].parent_span_id].span_id == run.span_id
+    # trace_id/span_id in the log lines written inside the spans
+    web_lines = [json.loads(line) for line in web.output().splitlines() if line.startswith("{")]
+    chat = next(
+        e for e in web_lines if e.get("message") == "Chat request processed" and e.get("correlation_id") == "req_trace1"
+    )
+    assert chat["trace_id"] == server.trace_id
+    request_line = next(
+        e for e in web_lines if e.get("logger") == "django_observe.request" and e.get("correlation_id") == "req_trace1"
+    )
+    assert request_line["trace_id"] == server.trace_id and request_line["span_id"] == server.span_id
+    worker_lines = [json.loads(line) for line in stack["worker"].output().splitlines() if line.startswith("{")]
+    task_line = next(
+        e
+        for e in worker_lines
+        if e.get("message") == "Chat message processed" and e.get("correlation_id") == "req_trace1"
+    )
+    assert task_line["trace_id"] == server.trace_id
+
+
+def test_client_errors_are_not_span_errors_and_health_is_not_traced(stack):
+    receiver, web = stack["receiver"], stack["web"]
+    headers = {"Authorization": f"Bearer {stack['token']}", "X-Correlation-ID": "req_404"}
+    assert requests.get(web.url + "/api/messages/999999", headers=headers, timeout=10).status_code == 404
+    for path in ("/healthz", "/readyz", "/health", "/health/database"):
+        requests.get(web.url + path, timeout=10)
+    assert requests.get(web.url + "/api/crash", headers={"X-Correlation-ID": "req_500"}, timeout=10).status_code == 500
+    spans = wait_for(
+        receiver, lambda spans: [s for s in spans if s.attributes.get("correlation_id") == "req_500"] and spans
+    )
+    not_found = next(s for s in spans if s.attributes.get("correlation_id") == "req_404" and s.kind == SERVER)
+    assert not_found.name == "GET api/messages/<int:message_id>"
+    assert not_found.status_code != ERROR
+    crash = next(s for s in spans if s.attributes.get("correlation_id") == "req_500" and s.kind == SERVER)
+    assert crash.status_code == ERROR
+    assert not [s for s in spans if s.kind == SERVER and "health" in s.name]
+
+
+def test_a_recycled_worker_loses_no_span(tmp_path):
+    with support_otlp.HttpReceiver() as receiver:
+        # Default batch delay (5 s): only the flush on process exit gets the spans out in time.
+        env = support.sqlite_env(
+            tmp_path,
+            REDIS_URL=support.redis_url(13),
+            OTEL_ENABLED="true",
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            METRICS_WORKER_PORT="0",
+        )
+        import redis
+
+        redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+        worker = support.celery_worker(env, tmp_path / "worker.log", extra=("--max-tasks-per-child", "1"))
+        worker.start()
+        try:
+            support.wait_worker_ready(worker)
+            support.manage(
+                "shell", "-c", "from testproject.demo.tasks import add\nfor i in range(4): add.delay(i, i)", env=env
+            )
+            support.wait_until(lambda: worker.output().count('"task_succeeded"') == 4, timeout=30, message="tasks")
+            runs = wait_for(
+                receiver,
+                lambda spans: len([s for s in spans if s.name.startswith("run/")]) >= 3 and spans,
+                timeout=4,
+                message="spans of recycled children",
+            )
+        finally:
+            worker.stop()
+    assert len([s for s in runs if s.name == "run/testproject.demo.tasks.add"]) >= 3
+
+
+def test_grpc_protocol(tmp_path):
+    pytest.importorskip("grpc") if not support.IN_CI else None
+    with support_otlp.GrpcReceiver() as receiver:
+        env = support.sqlite_env(
+            tmp_path,
+            OTEL_ENABLED="true",
+            OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            OTEL_BSP_SCHEDULE_DELAY="200",
+            METRICS_PORT="0",
+        )
+        with support.gunicorn(env, tmp_path / "web.log", workers=1) as web:
+            assert requests.get(web.url + "/api/ping", timeout=10).status_code == 200
+            wait_for(receiver, lambda spans: [s for s in spans if s.name == "GET api/ping"], message="gRPC export")
+
+
+def test_collector_down_requests_still_succeed_and_it_is_reported_once(tmp_path):
+    dead = f"http://127.0.0.1:{support.free_port()}"
+    env = support.sqlite_env(
+        tmp_path,
+        OTEL_ENABLED="true",
+        OTEL_EXPORTER_OTLP_ENDPOINT=dead,
+        LOG_FORMAT="json",
+        OTEL_BSP_SCHEDULE_DELAY="100",
+        METRICS_PORT="0",
+    )
+    with support.gunicorn(env, tmp_path / "web.log", workers=1) as web:
+        for _ in range(3):
+            for _ in range(10):
+                assert requests.get(web.url + "/api/ping", timeout=5).status_code == 200
+            time.sleep(1.5)
+    exporter_warnings = [
+        line for line in web.output().splitlines() if '"logger":"opentelemetry' in line and '"level":"WARNING"' in line
+    ]
+    assert 1 <= len(exporter_warnings) <= 1, exporter_warnings
+
+
+def test_disabled_exports_nothing_and_adds_no_middleware(tmp_path):
+    with support_otlp.HttpReceiver() as receiver:
+        env = support.sqlite_env(
+            tmp_path, OTEL_ENABLED="false", OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, METRICS_PORT="0"
+        )
+        with support.gunicorn(env, tmp_path / "web.log", workers=1) as web:
+            for _ in range(5):
+                assert requests.get(web.url + "/api/ping", timeout=5).status_code == 200
+            time.sleep(1)
+        assert receiver.requests == 0
+    # (redis-py 8 imports parts of the OpenTelemetry SDK by itself; what we control is instrumentation
+    # and the tracer provider.)
+    probe = (
+        "import django, sys; django.setup(); from django.conf import settings;"
+        "from opentelemetry import trace;"
+        "print(any('opentelemetry' in m for m in settings.MIDDLEWARE));"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry.instrumentation'))"
+        " + [type(trace.get_tracer_provider()).__name__])"
+    )
+    off = subprocess.run(
+        [support.PYTHON, "-c", probe], cwd=support.ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert off.stdout.split() == ["False", "['ProxyTracerProvider']"], off.stdout + off.stderr
+    on = subprocess.run(
+        [support.PYTHON, "-c", probe],
+        cwd=support.ROOT,
+        env=dict(env, OTEL_ENABLED="true"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert on.stdout.splitlines()[0] == "True", on.stdout + on.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift", 'must be one of "http/protobuf", "grpc"'),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318", "must be an http:// or https:// URL with a host"),
+        ("OTEL_TRACES_SAMPLER", "sometimes", "must be one of"),
+    ],
+)
+def test_tracing_configuration_errors_fail_at_startup(tmp_path, variable, value, message):
+    env = support.sqlite_env(tmp_path)
+    result = support.manage("check", env=dict(env, OTEL_ENABLED="true", **{variable: value}), check=False)
+    assert result.returncode != 0
+    assert f"environment variable {variable} {message}" in result.stderr
