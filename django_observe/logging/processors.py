@@ -7,8 +7,8 @@ standard-library record (Django, gunicorn, uvicorn, Celery, your own loggers).
 from __future__ import annotations
 
 import contextvars
-import datetime
 import re
+import time
 import traceback
 from typing import Any
 
@@ -34,15 +34,19 @@ task_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.Contex
 _SECRET_HINT = re.compile(r"://|=|:\s|bearer", re.IGNORECASE)
 
 
+_second: list = [None, ""]  # the last whole second formatted, and its text (most lines share it)
+
+
 def timestamp(logger: Any, method_name: str, event_dict: dict) -> dict:
     """``timestamp``: RFC 3339 in UTC with milliseconds and ``Z`` (``2026-03-05T14:30:00.123Z``)."""
     record = event_dict.get("_record")
-    now = (
-        datetime.datetime.fromtimestamp(record.created, datetime.UTC)
-        if record is not None
-        else datetime.datetime.now(datetime.UTC)
-    )
-    event_dict["timestamp"] = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    created = record.created if record is not None else time.time()
+    second = int(created)
+    cached = _second
+    if cached[0] != second:
+        cached[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        cached[0] = second
+    event_dict["timestamp"] = f"{cached[1]}.{int((created - second) * 1000):03d}Z"
     return event_dict
 
 
@@ -130,9 +134,32 @@ class redact_secrets:  # noqa: N801
                 self._cache[key] = secret
         return secret
 
+    # Keys we write ourselves whose values cannot hold a secret: skipped (this runs on every line).
+    _SAFE = frozenset(
+        {
+            "timestamp",
+            "level",
+            "logger",
+            "correlation_id",
+            "method",
+            "route",
+            "status",
+            "duration_ms",
+            "trace_id",
+            "span_id",
+            "task_id",
+            "task_name",
+            "parent_task_id",
+            "root_task_id",
+            "task_state",
+            "exception",
+        }
+    )
+
     def __call__(self, logger: Any, method_name: str, event_dict: dict) -> dict:
+        safe = self._SAFE
         for key, value in event_dict.items():
-            if key.startswith("_"):
+            if key in safe or key.startswith("_"):
                 continue
             if self._is_secret(key):
                 event_dict[key] = REDACTED

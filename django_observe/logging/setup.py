@@ -64,14 +64,18 @@ def _shared_chain(otel_enabled: bool) -> list:
 
 def _render_chain(fmt: str, redact_keys: tuple[str, ...], show_trace: bool) -> list:
     return [
-        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-        processors.timestamp,
+        processors.timestamp,  # these two read the record (``_record``) ...
         processors.normalize_level,
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta,  # ... which is dropped here
         processors.rename_event_to_message,
         processors.format_exception(structured=fmt == "json"),
         processors.redact_secrets(redact_keys),
         JSONRenderer() if fmt == "json" else TextRenderer(show_trace=show_trace),
     ]
+
+
+# Attributes every LogRecord has; anything else on a record came from ``extra={...}``.
+_RECORD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
 class _ObserveFormatter(structlog.stdlib.ProcessorFormatter):
@@ -80,14 +84,39 @@ class _ObserveFormatter(structlog.stdlib.ProcessorFormatter):
     def __init__(
         self, *, otel_enabled: bool = False, redact_keys: tuple[str, ...] = (), show_trace: bool = False, **kwargs: Any
     ):
-        pre_chain = [structlog.stdlib.ExtraAdder(), *_shared_chain(otel_enabled)]
+        render = _render_chain(self.fmt, tuple(redact_keys), show_trace)
+        self._shared = [p for p in _shared_chain(otel_enabled) if p is not structlog.stdlib.add_logger_name]
+        self._render = render
         super().__init__(
-            foreign_pre_chain=pre_chain,
-            processors=_render_chain(self.fmt, tuple(redact_keys), show_trace),
+            foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *_shared_chain(otel_enabled)],
+            processors=render,
             keep_exc_info=False,
             keep_stack_info=False,
             **kwargs,
         )
+
+    def format(self, record: logging.LogRecord) -> str:
+        if isinstance(record.msg, dict):  # an event from a structlog logger
+            return super().format(record)
+        # Standard-library records (most lines, the request line included) take a direct path:
+        # ProcessorFormatter would copy the record and walk the stack to find the logger name.
+        method = record.levelname.lower()
+        event: dict[str, Any] = {
+            "event": record.getMessage(),
+            "logger": record.name,
+            "_record": record,
+            "_from_structlog": False,
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRIBUTES:
+                event[key] = value
+        if record.exc_info:
+            event["exc_info"] = record.exc_info
+        for processor in self._shared:
+            event = processor(None, method, event)
+        for processor in self._render:
+            event = processor(None, method, event)
+        return event
 
 
 class JSONFormatter(_ObserveFormatter):
@@ -138,6 +167,12 @@ def configure_logging(
     if not handlers:
         return
     logging.captureWarnings(True)  # warnings.warn() output becomes a log line too (logger py.warnings)
+    # Our formats use none of the call site, thread or process fields: skip collecting them on every record
+    # (the optimisations the logging documentation lists).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     formatter = {"json": JSONFormatter, "text": TextFormatter}[fmt]
     logging.config.dictConfig(
         {
