@@ -225,8 +225,11 @@ def main(argv=None) -> int:
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--no-servers", action="store_true", help="in-process only")
     parser.add_argument("--out", default=str(RESULTS / "latest.json"))
+    parser.add_argument("--repeats", type=int, help="repeated runs per measurement (median reported)")
+    parser.add_argument("--seconds", type=int, help="wrk duration per run")
     args = parser.parse_args(argv)
     n, repeats, seconds = (200, 1, 1) if args.quick else (3000, 7, 5)
+    repeats, seconds = args.repeats or repeats, args.seconds or seconds
     wanted = [c for c in args.configs.split(",") if c]
     unknown = set(wanted) - set(CONFIGS)
     if unknown:

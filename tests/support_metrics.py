@@ -63,8 +63,11 @@ def prometheus(targets: dict[str, int], interval: str = "1s") -> Iterator[str]:
         try:
             support.wait_for_port("127.0.0.1", port, 30, proc)
             url = f"http://127.0.0.1:{port}"
-            support.wait_until(lambda: requests.get(f"{url}/-/ready", timeout=5).status_code == 200, timeout=30,
-                               message="prometheus ready")
+            support.wait_until(
+                lambda: requests.get(f"{url}/-/ready", timeout=5).status_code == 200,
+                timeout=30,
+                message="prometheus ready",
+            )
             yield url
         finally:
             proc.terminate()

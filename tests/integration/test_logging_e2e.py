@@ -263,3 +263,14 @@ def test_concurrent_requests_under_threaded_wsgi_never_share_an_id(tmp_path):
     env = support.sqlite_env(tmp_path, LOG_FORMAT="json")
     with support.gunicorn(env, tmp_path / "out.log", workers=1, extra=("--threads", "8")) as server:
         concurrent_ids(server, "/api/work")
+
+
+def test_gunicorn_config_module_formats_the_master_too(tmp_path):
+    env = support.sqlite_env(tmp_path, LOG_FORMAT="json", METRICS_PORT=str(support.free_port()))
+    server = support.gunicorn(env, tmp_path / "out.log", workers=2, extra=("-c", "python:django_observe.gunicorn"))
+    with server:
+        assert requests.get(server.url + "/api/ping", timeout=10).status_code == 200
+        support.wait_until(lambda: "Booting worker" in server.output(), message="master lines")
+    lines = [json.loads(line) for line in server.output().splitlines() if line.strip()]  # every line is JSON
+    assert any(e["logger"] == "gunicorn.error" and e["message"].startswith("Starting gunicorn") for e in lines)
+    assert any(e["logger"] == "django_observe.request" for e in lines)
