@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from typing import Any
 
@@ -12,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from ..conf import get_config
+from ..security import bearer_token_matches
 from . import drain, render, state
 from .render import FULL, PUBLIC, STATUS
 
@@ -45,19 +44,11 @@ def _method_not_allowed() -> HttpResponse:
     return response
 
 
-def _token_matches(header: str, token: str) -> bool:
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
-        return False
-    # Compare digests so neither the content nor the length of the token leaks through timing.
-    return hmac.compare_digest(hashlib.sha256(given.strip().encode()).digest(), hashlib.sha256(token.encode()).digest())
-
-
 async def is_authorized(request: HttpRequest) -> bool:
     """A valid ``Authorization: Bearer <HEALTH_TOKEN>`` or an active staff session."""
     config = get_config()
     header = request.headers.get("Authorization", "")
-    if config.health_token and header and _token_matches(header, config.health_token):
+    if config.health_token and header and bearer_token_matches(header, config.health_token):
         return True
     auser = getattr(request, "auser", None)
     if auser is None:

@@ -17,8 +17,6 @@ import contextlib
 import errno
 import fcntl
 import glob
-import hashlib
-import hmac
 import ipaddress
 import logging
 import multiprocessing
@@ -29,6 +27,8 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from ..security import bearer_token_matches
 
 __all__ = ["Exporter", "enable_multiprocess", "make_app", "multiprocess_dir"]
 
@@ -134,12 +134,7 @@ def _client_allowed(remote: str, networks: tuple[Any, ...]) -> bool:
 
 
 def _token_ok(header: str, token: str | None) -> bool:
-    if token is None:
-        return True
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(hashlib.sha256(given.strip().encode()).digest(), hashlib.sha256(token.encode()).digest())
+    return token is None or bearer_token_matches(header, token)
 
 
 def make_app(path: str | None, token: str | None, allowed: Iterable[str], extra: Callable[[], Iterable[Any]]):

@@ -36,8 +36,10 @@ class RequestRecorder:
         excluded_apps: URL app names whose requests are not recorded (health, metrics).
     """
 
-    def __init__(self, catalogue: Catalogue, excluded_apps: frozenset[str]):
+    def __init__(self, catalogue: Catalogue, excluded_apps: frozenset[str], exemplars: bool = False):
         self.catalogue = catalogue
+        # prometheus_client keeps exemplars only in single-process mode (not in multiprocess files).
+        self.exemplars = exemplars
         self.excluded_apps = excluded_apps
         self._route = catalogue.guard("http_server_request_duration_seconds", "route")
         self._children: dict[tuple[str, str, str], Any] = {}
@@ -62,7 +64,15 @@ class RequestRecorder:
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = self.catalogue.request_duration.labels(*key)
-        child.observe(seconds)
+        exemplar = None
+        if self.exemplars:
+            span_context = request.__dict__.get("_observe_span_context")
+            if span_context is not None and span_context.is_valid and span_context.trace_flags.sampled:
+                exemplar = {
+                    "trace_id": format(span_context.trace_id, "032x"),
+                    "span_id": format(span_context.span_id, "016x"),
+                }
+        child.observe(seconds, exemplar) if exemplar else child.observe(seconds)
         if state is not None and state.authorized:
             child = self._authorized_children.get(key)
             if child is None:

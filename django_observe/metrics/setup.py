@@ -66,7 +66,11 @@ def configure_metrics(
     from .http import RequestRecorder
 
     catalogue = build_catalogue(config.metrics_namespace, config.metrics_buckets, config.metrics_max_label_values)
-    recorder = RequestRecorder(catalogue, frozenset({"django_observe", *config.metrics_exclude_apps}))
+    recorder = RequestRecorder(
+        catalogue,
+        frozenset({"django_observe", *config.metrics_exclude_apps}),
+        exemplars=config.otel_enabled and path is None,
+    )
     install_auth_instrumentation(catalogue)
     if config.metrics_db:
         install_db_instrumentation(catalogue)
