@@ -54,6 +54,10 @@ def configure_logging_and_correlation(config: conf.ObserveConfig, *, project_log
             )
 
         setup()
+        if handlers:
+            # A second django.setup() in the same process (runserver loads the WSGI module, which calls it
+            # again) would re-apply Django's default logging on top of ours.
+            settings.LOGGING_CONFIG = None
     celery_integration.connect(setup_logging=setup, quiet_banner=setup is not None and config.log_format == "json")
 
 

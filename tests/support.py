@@ -205,7 +205,13 @@ def throwaway_postgres() -> Iterator[Throwaway]:
 def project_env(**overrides: str) -> dict[str, str]:
     """Environment for a test-project subprocess: embedded defaults unless overridden."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_OBSERVE", "PYTEST_"))}
-    env.update(DJANGO_SETTINGS_MODULE="testproject.settings", PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
+    env.update(
+        DJANGO_SETTINGS_MODULE="testproject.settings",
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=str(ROOT),
+        METRICS_PORT="0",
+        METRICS_WORKER_PORT="0",
+    )  # tests that scrape pass free ports
     for key in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "LOG_LEVEL", "LOG_FORMAT", "OTEL_ENABLED"):
         env.pop(key, None)
     env.update({k: str(v) for k, v in overrides.items()})
