@@ -217,13 +217,33 @@ INFRA = dashboard(
             "ops",
         ),
         panel(
+            "Cache operations / s by result",
+            [("sum by (cache, operation, result) (rate(cache_operations_total[5m]))", "{{cache}} {{operation}}")],
+            0,
+            16,
+            "ops",
+        ),
+        panel(
+            "Cache hit ratio (get)",
+            [
+                (
+                    'sum by (cache) (rate(cache_operations_total{operation="get",result="hit"}[5m]))'
+                    ' / sum by (cache) (rate(cache_operations_total{operation="get"}[5m]))',
+                    "{{cache}}",
+                )
+            ],
+            12,
+            16,
+            "percentunit",
+        ),
+        panel(
             "Health check status (1 pass, 0 fail)",
             [("min by (check) (health_check_status)", "{{check}}")],
             0,
-            16,
+            24,
             kind="stat",
         ),
-        panel("Health check duration", [("max by (check) (health_check_duration_seconds)", "{{check}}")], 12, 16, "s"),
+        panel("Health check duration", [("max by (check) (health_check_duration_seconds)", "{{check}}")], 12, 24, "s"),
     ],
 )
 
