@@ -1,0 +1,117 @@
+"""Dependencies die and come back while the test project is under load; SIGTERM while requests are in flight."""
+
+import signal
+import threading
+import time
+
+import pytest
+import requests
+
+from tests import support, support_load, support_otlp
+from tests import support_metrics as sm
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT = 1.0
+
+
+class Load:
+    """Background load of routes that need neither Redis nor PostgreSQL."""
+
+    def __init__(self, port: int):
+        self.port, self.results, self.stopped = port, [], threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        plan = [support_load.Request("GET", "/api/ping"), support_load.Request("GET", "/api/work?marker=chaos")] * 5
+        while not self.stopped.is_set():
+            self.results.extend(support_load.send_all(self.port, plan, concurrency=2, timeout=TIMEOUT + 5))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        self.thread.join(timeout=30)
+
+
+def ready(server):
+    return requests.get(server.url + "/readyz", timeout=TIMEOUT + 1 + 2)
+
+
+def requests_counted(port):
+    return sm.value(sm.scrape(port), "http_server_request_duration_seconds_count")
+
+
+def test_dependencies_die_and_return_under_load(tmp_path):
+    with (
+        support.throwaway_redis() as redis_server,
+        support.throwaway_postgres() as pg,
+        support_otlp.HttpReceiver() as otlp,
+    ):
+        metrics_port = support.free_port()
+        env = support.project_env(
+            DATABASE_URL=pg.url,
+            REDIS_URL=redis_server.url,
+            HEALTH_TIMEOUT=str(TIMEOUT),
+            HEALTH_CACHE_TTL="0",
+            OTEL_ENABLED="true",
+            OTEL_EXPORTER_OTLP_ENDPOINT=otlp.endpoint,
+            OTEL_BSP_SCHEDULE_DELAY="200",
+            METRICS_PORT=str(metrics_port),
+            METRICS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+            LOG_FORMAT="json",
+            TESTPROJECT_VAR_DIR=str(tmp_path / "var"),
+        )
+        support.manage("migrate", "-v0", env=env)
+        with support.gunicorn(env, tmp_path / "web.log", workers=2, extra=("--threads", "4")) as server:
+            support.wait_for_port("127.0.0.1", metrics_port, 20)
+            assert ready(server).status_code == 200
+            with Load(server.port) as load:
+                for name, component, dependency in (("redis", "redis", redis_server), ("postgres", "database", pg)):
+                    before = requests_counted(metrics_port)
+                    dependency.stop()
+                    started = time.monotonic()
+                    down = ready(server)
+                    assert down.status_code == 503, (name, down.text)
+                    assert down.json()[component] == "disconnected"
+                    assert time.monotonic() - started < TIMEOUT + 1 + 2
+                    time.sleep(1)
+                    assert requests_counted(metrics_port) > before, f"metrics kept counting while {name} was down"
+                    dependency.start()
+                    support.wait_until(lambda: ready(server).status_code == 200, timeout=15, message=f"{name} back")
+                otlp.__exit__(None, None, None)  # the collector goes away too
+                time.sleep(1.5)
+            results = load.results
+    assert len(results) > 100
+    assert {r.status for r in results} == {200}, "routes without the dead dependency kept answering"
+    assert max(r.seconds for r in results) < TIMEOUT + 5
+    lines = server.output().count('"logger":"django_observe.request"')
+    assert lines >= len(results), "logging never stopped"
+
+
+def test_sigterm_under_load_drains_then_finishes_in_flight_requests(tmp_path):
+    with support_otlp.HttpReceiver() as otlp:
+        env = support.sqlite_env(
+            tmp_path, HEALTH_DRAIN_SECONDS="3", OTEL_ENABLED="true", OTEL_EXPORTER_OTLP_ENDPOINT=otlp.endpoint
+        )  # default 5 s batch delay
+        with support.gunicorn(env, tmp_path / "web.log", workers=2, extra=("--threads", "4")) as server:
+            with Load(server.port) as load:
+                time.sleep(1)
+                server.signal(signal.SIGTERM)
+                first = support.wait_until(
+                    lambda: [r for r in [requests.get(server.url + "/readyz", timeout=5)] if r.status_code == 503],
+                    timeout=2,
+                    message="readiness goes 503 first",
+                )
+                assert first[0].json()["error"] == "Shutting down"
+                assert requests.get(server.url + "/api/ping", timeout=5).status_code == 200  # still serving
+                load.stopped.set()
+            server.proc.wait(timeout=30)
+            assert server.proc.returncode == 0
+        served = [r for r in load.results if r.request.path.startswith("/api/work")]
+        assert served and {r.status for r in load.results} == {200}
+        # Spans buffered at shutdown were flushed on exit (the batch delay is 5 s; the exit came sooner).
+        work_spans = [s for s in otlp.spans if s.name == "GET api/work"]
+        assert len(work_spans) == len(served)
