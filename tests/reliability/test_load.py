@@ -5,6 +5,7 @@ import re
 import subprocess
 
 import pytest
+import requests
 
 from tests import support, support_load
 from tests import support_metrics as sm
@@ -57,6 +58,8 @@ def test_fixed_load_counts_every_request_once_and_memory_stays_flat(tmp_path):
             sent.extend(responses)
             memory.append(sum(rss_kb(pid) for pid in workers))
         samples = sm.scrape(port)
+        scrape_text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert token not in scrape_text, "no secret in metric labels"
     statuses = [r.status for r in sent]
     assert not [s for s in statuses if s >= 500], "no 5xx"
     assert statuses.count(404) == ROUNDS * PER_ROUND // len(mix)
