@@ -51,6 +51,13 @@ def configure_logging_and_correlation(config: conf.ObserveConfig, *, project_log
                 otel_enabled=config.otel_enabled,
                 redact_keys=config.log_redact_keys,
                 handlers=handlers,
+                flavor=config.log_json_flavor,
+                service={
+                    "name": config.service_name,
+                    "environment": config.service_environment,
+                    "version": config.service_version,
+                },
+                gcp_project=config.log_gcp_project,
             )
 
         setup()

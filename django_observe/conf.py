@@ -213,6 +213,21 @@ def networks(raw: Any) -> tuple[str, ...]:
     return values
 
 
+def sample_rates(raw: Any) -> dict[str, float]:
+    """Keep rates of request lines: ``{"/path/prefix" or "route pattern": rate from 0 to 1}``.
+
+    From the environment, a JSON object.
+    """
+    rates = mapping(raw)
+    for key, value in rates.items():
+        if not key.strip():
+            raise ValueError("keys must be path prefixes (starting with /) or route patterns, got an empty key")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ValueError(f"values must be keep rates from 0 to 1 (0.1 keeps 1 line in 10); {key!r} has {value!r}")
+        rates[key] = float(value)
+    return rates
+
+
 def check_list(raw: Any) -> tuple[Any, ...]:
     """Custom health checks: dotted paths or dicts ``{"path": ..., "id": ..., ...}``."""
     if isinstance(raw, str):
@@ -275,6 +290,10 @@ def _default_log_format(settings: Any) -> str:
 def _default_redis_urls(settings: Any) -> tuple[str, ...]:
     url = getattr(settings, "REDIS_URL", None) or os.environ.get("REDIS_URL")
     return (url,) if url else ()
+
+
+def _default_gcp_project(settings: Any) -> str | None:
+    return os.environ.get("GOOGLE_CLOUD_PROJECT") or None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -395,6 +414,30 @@ class ObserveConfig:
         "Regular expression an incoming correlation ID must match in full (else a new ID is generated).",
     )
     correlation_id_prefix: str = option("req_", text, "Prefix of generated correlation IDs (req_ + 24 hex digits).")
+    log_json_flavor: str = option(
+        "default",
+        choice("default", "gcp", "datadog", "ecs"),
+        "Field names of JSON lines: our own schema, or the names GCP Cloud Logging, Datadog or the Elastic Common "
+        "Schema understand natively (see the logging pages per platform).",
+    )
+    log_gcp_project: str | None = option(
+        None,
+        optional_text,
+        'GCP project of the "gcp" flavour: trace IDs are written as `projects/PROJECT/traces/TRACE_ID` (without '
+        "a project, the bare trace ID).",
+        default_from=_default_gcp_project,
+    )
+    log_requests_sample: dict[str, float] = option(
+        None,
+        sample_rates,
+        'Keep rates of successful request lines, by path prefix (`"/api/ping"`) or route pattern (`"api/items/<int:pk>"`), '
+        'e.g. {"/api/ping": 0.1}; errors (status >= 400) and slow requests are always logged.',
+    )
+    log_slow_request_ms: float = option(
+        1000.0,
+        number(0, 3_600_000),
+        "Request lines at least this slow (milliseconds) are always logged, whatever LOG_REQUESTS_SAMPLE says.",
+    )
 
     # --- Metrics (issue #4).
     metrics_enabled: bool = option(True, boolean, "Record Prometheus metrics.")
@@ -467,6 +510,8 @@ class ObserveConfig:
     def __post_init__(self) -> None:
         if self.health_check_options is None:
             object.__setattr__(self, "health_check_options", {})
+        if self.log_requests_sample is None:
+            object.__setattr__(self, "log_requests_sample", {})
         if self.sources is None:
             object.__setattr__(self, "sources", {})
 
@@ -609,9 +654,11 @@ def reference_markdown() -> str:
         meta = field.metadata
         where = "top-level setting" if meta["top_level"] else "`DJANGO_OBSERVE` key"
         if meta["default_from"] is not None:
-            default = {"log_format": '`"text"` when `DEBUG`, else `"json"`', "redis_urls": "`REDIS_URL` if set"}.get(
-                field.name, "computed"
-            )
+            default = {
+                "log_format": '`"text"` when `DEBUG`, else `"json"`',
+                "redis_urls": "`REDIS_URL` if set",
+                "log_gcp_project": "`GOOGLE_CLOUD_PROJECT` if set",
+            }.get(field.name, "computed")
         else:
             default = "none" if field.default is None else f"`{json.dumps(field.default)}`"
         accepted = getattr(meta["parse"], "accepted", None)

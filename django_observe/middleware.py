@@ -8,7 +8,7 @@ Per request it
 2. binds the correlation ID (an accepted incoming ``X-Correlation-ID``/``X-Request-ID``, or a new one)
    for the request's whole life and returns it in the response header;
 3. records the request metrics (one histogram observation) and logs one line at the end
-   (``django_observe.request``).
+   (``django_observe.request``), unless ``LOG_REQUESTS_SAMPLE`` drops a successful one.
 
 Sync and async capable: under ASGI it adds no thread hop.
 """
@@ -28,6 +28,7 @@ from django.utils.functional import SimpleLazyObject, empty
 
 from .conf import get_config
 from .correlation import CorrelationPolicy, bind_correlation_id, reset_correlation_id
+from .logging.sampling import RequestSampler
 
 __all__ = ["ObserveMiddleware"]
 
@@ -91,6 +92,9 @@ class ObserveMiddleware:
         self.meta_keys = tuple("HTTP_" + name.upper().replace("-", "_") for name in config.correlation_headers)
         self.response_header = config.correlation_headers[0]
         self.log_requests = config.log_requests
+        self.sampler = RequestSampler.from_config(config.log_requests_sample, config.log_slow_request_ms)
+        # The platform flavours have a place for these two; the default line stays as it was.
+        self.flavor_fields = config.log_json_flavor != "default"
         from .metrics.setup import get_state
 
         metrics = get_state()
@@ -135,12 +139,16 @@ class ObserveMiddleware:
         level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
         if not request_logger.isEnabledFor(level):
             return
+        route = match.route if match is not None else UNMATCHED_ROUTE
+        duration_ms = round((time.perf_counter_ns() - start) / 1e6, 2)
+        if self.sampler is not None and not self.sampler.keep(request.path, route, status, duration_ms):
+            return
         extra: dict[str, Any] = {
             "method": request.method,
             "path": request.path,
-            "route": match.route if match is not None else UNMATCHED_ROUTE,
+            "route": route,
             "status": status,
-            "duration_ms": round((time.perf_counter_ns() - start) / 1e6, 2),
+            "duration_ms": duration_ms,
         }
         uid = user_id(request)
         if uid is not None:
@@ -149,6 +157,12 @@ class ObserveMiddleware:
         if span_context is not None and span_context.is_valid:
             extra["trace_id"] = format(span_context.trace_id, "032x")
             extra["span_id"] = format(span_context.span_id, "016x")
+            if self.flavor_fields:
+                extra["trace_sampled"] = span_context.trace_flags.sampled
+        if self.flavor_fields:
+            agent = request.META.get("HTTP_USER_AGENT")
+            if agent:
+                extra["user_agent"] = agent[:512]
         exception = request.__dict__.get("_observe_exception")
         request_logger.log(
             level,

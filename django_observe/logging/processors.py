@@ -90,11 +90,16 @@ class add_trace_context:  # noqa: N801 - used like the function processors besid
     """``trace_id``/``span_id`` (32/16 lowercase hex) of the active OpenTelemetry span.
 
     A no-op unless tracing is enabled and the OpenTelemetry API is installed.
+
+    Args:
+        enabled: tracing is on.
+        sampled: also add ``trace_sampled`` (the span's sampled flag; the gcp flavour writes it).
     """
 
-    __slots__ = ("_get_span",)
+    __slots__ = ("_get_span", "_sampled")
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, sampled: bool = False):
+        self._sampled = sampled
         self._get_span = None
         if enabled:
             try:
@@ -109,6 +114,8 @@ class add_trace_context:  # noqa: N801 - used like the function processors besid
             if context.is_valid:
                 event_dict["trace_id"] = format(context.trace_id, "032x")
                 event_dict["span_id"] = format(context.span_id, "016x")
+                if self._sampled:
+                    event_dict["trace_sampled"] = context.trace_flags.sampled
         return event_dict
 
 
@@ -153,6 +160,7 @@ class redact_secrets:  # noqa: N801
             "root_task_id",
             "task_state",
             "exception",
+            "trace_sampled",
         }
     )
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import logging.config
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
 
 from . import processors
-from .renderers import JSONRenderer, TextRenderer
+from .flavours import Service, flavor_processor
+from .renderers import JSONRenderer, OrderedJSONRenderer, TextRenderer
 
 __all__ = ["JSONFormatter", "TRACE", "TextFormatter", "configure_logging", "level_number"]
 
@@ -51,27 +53,38 @@ def level_number(name: str) -> int:
     return _LEVELS[name]
 
 
-def _shared_chain(otel_enabled: bool) -> list:
+def _shared_chain(otel_enabled: bool, trace_sampled: bool = False) -> list:
     """Processors for both structlog and stdlib records, before rendering."""
     return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,
         processors.add_correlation_id,
         processors.add_task_context,
-        processors.add_trace_context(otel_enabled),
+        processors.add_trace_context(otel_enabled, sampled=trace_sampled),
     ]
 
 
-def _render_chain(fmt: str, redact_keys: tuple[str, ...], show_trace: bool) -> list:
-    return [
+def _render_chain(
+    fmt: str,
+    redact_keys: tuple[str, ...],
+    show_trace: bool,
+    flavor: str = "default",
+    service: Service | None = None,
+    gcp_project: str | None = None,
+) -> list:
+    chain = [
         processors.timestamp,  # these two read the record (``_record``) ...
         processors.normalize_level,
         structlog.stdlib.ProcessorFormatter.remove_processors_meta,  # ... which is dropped here
         processors.rename_event_to_message,
         processors.format_exception(structured=fmt == "json"),
         processors.redact_secrets(redact_keys),
-        JSONRenderer() if fmt == "json" else TextRenderer(show_trace=show_trace),
     ]
+    if fmt != "json":
+        return [*chain, TextRenderer(show_trace=show_trace)]
+    # The flavour runs after redaction: every value it moves or combines is already redacted.
+    flavour = flavor_processor(flavor, service=service or Service(), gcp_project=gcp_project)
+    return [*chain, JSONRenderer()] if flavour is None else [*chain, flavour, OrderedJSONRenderer()]
 
 
 # Attributes every LogRecord has; anything else on a record came from ``extra={...}``.
@@ -82,13 +95,26 @@ class _ObserveFormatter(structlog.stdlib.ProcessorFormatter):
     fmt = "json"
 
     def __init__(
-        self, *, otel_enabled: bool = False, redact_keys: tuple[str, ...] = (), show_trace: bool = False, **kwargs: Any
+        self,
+        *,
+        otel_enabled: bool = False,
+        redact_keys: tuple[str, ...] = (),
+        show_trace: bool = False,
+        flavor: str = "default",
+        service: Mapping[str, str] | None = None,
+        gcp_project: str | None = None,
+        **kwargs: Any,
     ):
-        render = _render_chain(self.fmt, tuple(redact_keys), show_trace)
-        self._shared = [p for p in _shared_chain(otel_enabled) if p is not structlog.stdlib.add_logger_name]
+        flavor = flavor if self.fmt == "json" else "default"
+        render = _render_chain(
+            self.fmt, tuple(redact_keys), show_trace, flavor, Service(**(service or {})), gcp_project
+        )
+        trace_sampled = flavor == "gcp"
+        shared = _shared_chain(otel_enabled, trace_sampled)
+        self._shared = [p for p in shared if p is not structlog.stdlib.add_logger_name]
         self._render = render
         super().__init__(
-            foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *_shared_chain(otel_enabled)],
+            foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *_shared_chain(otel_enabled, trace_sampled)],
             processors=render,
             keep_exc_info=False,
             keep_stack_info=False,
@@ -123,6 +149,9 @@ class JSONFormatter(_ObserveFormatter):
     """``logging.Formatter`` for JSON lines; use it in your own ``LOGGING``:
 
     ``"formatters": {"json": {"()": "django_observe.logging.JSONFormatter"}}``
+
+    A platform flavour: ``{"()": "django_observe.logging.JSONFormatter", "flavor": "gcp", "gcp_project": "p"}``
+    (``"datadog"`` and ``"ecs"`` take ``"service": {"name": ..., "environment": ..., "version": ...}``).
     """
 
     fmt = "json"
@@ -134,12 +163,12 @@ class TextFormatter(_ObserveFormatter):
     fmt = "text"
 
 
-def configure_structlog(otel_enabled: bool) -> None:
+def configure_structlog(otel_enabled: bool, trace_sampled: bool = False) -> None:
     """structlog loggers hand their events to the stdlib handlers (so one formatter renders everything)."""
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
-            *_shared_chain(otel_enabled),
+            *_shared_chain(otel_enabled, trace_sampled),
             structlog.stdlib.PositionalArgumentsFormatter(),
             structlog.processors.StackInfoRenderer(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
@@ -151,7 +180,15 @@ def configure_structlog(otel_enabled: bool) -> None:
 
 
 def configure_logging(
-    *, level: str, fmt: str, otel_enabled: bool = False, redact_keys: tuple[str, ...] = (), handlers: bool = True
+    *,
+    level: str,
+    fmt: str,
+    otel_enabled: bool = False,
+    redact_keys: tuple[str, ...] = (),
+    handlers: bool = True,
+    flavor: str = "default",
+    service: Mapping[str, str] | None = None,
+    gcp_project: str | None = None,
 ) -> None:
     """Configure the whole process: root handler on stdout with our formatter, server loggers routed to it.
 
@@ -161,9 +198,12 @@ def configure_logging(
         otel_enabled: add ``trace_id``/``span_id`` of the active span.
         redact_keys: extra key names whose values are replaced by ``[REDACTED]``.
         handlers: False configures structlog only (the project keeps its own ``LOGGING`` handlers).
+        flavor: field names of JSON lines: ``default``, ``gcp``, ``datadog`` or ``ecs`` (``LOG_JSON_FLAVOR``).
+        service: ``{"name", "environment", "version"}`` written by the datadog and ecs flavours.
+        gcp_project: the project of trace names in the gcp flavour (``LOG_GCP_PROJECT``).
     """
     number = level_number(level)
-    configure_structlog(otel_enabled)
+    configure_structlog(otel_enabled, trace_sampled=fmt == "json" and flavor == "gcp")
     if not handlers:
         return
     logging.captureWarnings(True)  # warnings.warn() output becomes a log line too (logger py.warnings)
@@ -184,6 +224,9 @@ def configure_logging(
                     "otel_enabled": otel_enabled,
                     "redact_keys": list(redact_keys),
                     "show_trace": number <= logging.DEBUG,
+                    "flavor": flavor,
+                    "service": dict(service or {}),
+                    "gcp_project": gcp_project,
                 }
             },
             "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": sys.stdout, "formatter": "observe"}},
