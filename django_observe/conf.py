@@ -430,8 +430,9 @@ class ObserveConfig:
     log_requests_sample: dict[str, float] = option(
         None,
         sample_rates,
-        'Keep rates of successful request lines, by path prefix (`"/api/ping"`) or route pattern (`"api/items/<int:pk>"`), '
-        'e.g. {"/api/ping": 0.1}; errors (status >= 400) and slow requests are always logged.',
+        'Keep rates of successful request lines, by path prefix (`"/api/ping"`) or route pattern '
+        '(`"api/items/<int:pk>"`), e.g. `{"/api/ping": 0.1}`; errors (status >= 400) and slow requests are always '
+        "logged.",
     )
     log_slow_request_ms: float = option(
         1000.0,
