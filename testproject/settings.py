@@ -57,6 +57,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django_observe.context_processors.correlation",  # {{ correlation_id }} (404.html)
             ]
         },
     }

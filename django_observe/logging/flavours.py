@@ -60,10 +60,10 @@ def _seconds(duration_ms: Any) -> str | None:
     return f"{duration_ms / 1000:.9f}".rstrip("0").rstrip(".") + "s"
 
 
-def _move_rest(source: dict, target: dict) -> dict:
-    """Copy the remaining keys; one that clashes with a key the flavour wrote keeps its value as ``key_``."""
+def _move_rest(source: dict, target: dict, reserved: frozenset[str] = frozenset(), prefix: str = "\0") -> dict:
+    """Copy the remaining keys; one that the flavour wrote or the platform reads specially becomes ``key_``."""
     for key, value in source.items():
-        if key in target:
+        if key in target or key in reserved or key.startswith(prefix):
             key += "_"
         target[key] = value
     return target
@@ -78,6 +78,8 @@ _GCP_SEVERITY = {
     "CRITICAL": "CRITICAL",
 }
 _GCP_PREFIX = "logging.googleapis.com/"
+# Special fields Cloud Logging takes out of jsonPayload (besides logging.googleapis.com/...).
+_GCP_RESERVED = frozenset({"severity", "time", "timestamp", "timestampSeconds", "timestampNanos", "httpRequest"})
 
 
 class gcp:  # noqa: N801 - used like the function processors beside it
@@ -133,9 +135,13 @@ class gcp:  # noqa: N801 - used like the function processors beside it
         exception = pop("exception", None)
         if exception:
             out["stack_trace"] = traceback_text(exception) if isinstance(exception, list) else str(exception)
-        for key in [k for k in event_dict if k.startswith(_GCP_PREFIX)]:
-            out[key + "_"] = pop(key)  # only we write special fields
-        return _move_rest(event_dict, out)
+        return _move_rest(event_dict, out, _GCP_RESERVED, _GCP_PREFIX)
+
+
+# Datadog's reserved attributes (and the tracer's dd.* keys): only the flavour writes them.
+_DD_RESERVED = frozenset(
+    {"host", "service", "status", "message", "date", "timestamp", "trace_id", "span_id", "source", "ddsource", "ddtags"}
+)
 
 
 def _dd_id(hex_id: Any, width: int) -> str | None:
@@ -206,7 +212,7 @@ class datadog:  # noqa: N801
                 out["error.stack"] = traceback_text(exception)
             else:
                 out["error.stack"] = str(exception)
-        return _move_rest(event_dict, out)
+        return _move_rest(event_dict, out, _DD_RESERVED, "dd.")
 
 
 _ECS_LEVEL = {"TRACE": "trace", "DEBUG": "debug", "INFO": "info", "WARNING": "warning", "ERROR": "error"}
