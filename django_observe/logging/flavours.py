@@ -158,9 +158,9 @@ class datadog:  # noqa: N801
     Reserved attributes ``timestamp``, ``status`` (the level, lower case), ``message``, ``service``;
     trace correlation ``dd.trace_id``/``dd.span_id`` (decimal, lower 64 bits of the OpenTelemetry IDs) with
     ``dd.service``, ``dd.env``, ``dd.version``; standard attributes ``logger.name``, ``usr.id``, and on the
-    request line ``http.method``, ``http.url_details.path``, ``http.route``, ``http.status_code``,
-    ``http.useragent``, ``duration`` (nanoseconds); ``error.kind``, ``error.message``, ``error.stack``.
-    ``correlation_id`` keeps its name.
+    request line ``http.method``, ``http.url_details.path``, ``http.status_code``, ``http.useragent``,
+    ``duration`` (nanoseconds); ``error.kind``, ``error.message``, ``error.stack``. ``correlation_id``,
+    ``route`` and ``duration_ms`` keep their names.
     """
 
     __slots__ = ("_service",)
@@ -196,8 +196,6 @@ class datadog:  # noqa: N801
         if out["logger.name"] == REQUEST_LOGGER and "status" in event_dict:
             out["http.method"] = pop("method", None)
             out["http.url_details.path"] = pop("path", None)
-            if "route" in event_dict:
-                out["http.route"] = pop("route")
             out["http.status_code"] = pop("status")
             if user_agent:
                 out["http.useragent"] = user_agent

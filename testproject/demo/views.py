@@ -79,11 +79,19 @@ def _marker(request: HttpRequest) -> str:
     return request.GET.get("marker", "")[:64]
 
 
+def _sleep_seconds(request: HttpRequest) -> float:
+    """``?sleep_ms=`` (default 10, at most 2000): slow requests for the sampling tests."""
+    try:
+        return min(max(float(request.GET.get("sleep_ms", 10)), 0.0), 2000.0) / 1000
+    except ValueError:
+        return 0.01
+
+
 @require_GET
 def work(request: HttpRequest) -> JsonResponse:
     """Logs a line, sleeps a little, logs again: concurrent requests interleave (correlation tests)."""
     logger.info("work started", extra={"marker": _marker(request)})
-    time.sleep(0.01)
+    time.sleep(_sleep_seconds(request))
     logger.info("work done", extra={"marker": _marker(request)})
     return JsonResponse({"marker": _marker(request)})
 
