@@ -94,7 +94,7 @@ class ObserveMiddleware:
         self.log_requests = config.log_requests
         self.sampler = RequestSampler.from_config(config.log_requests_sample, config.log_slow_request_ms)
         # The platform flavours have a place for these two; the default line stays as it was.
-        self.flavor_fields = config.log_json_flavor != "default"
+        self.flavor_fields = config.log_format == "json" and config.log_json_flavor != "default"
         from .metrics.setup import get_state
 
         metrics = get_state()

@@ -348,3 +348,28 @@ def test_error_responses_carry_the_id_and_the_pages_show_it(settings):
     assert '<code id="correlation-id">req_page404</code>' in missing.content.decode()
     bad_host = client.get("/api/ping", HTTP_HOST="evil.example", HTTP_X_CORRELATION_ID="req_page400")
     assert bad_host.status_code == 400 and bad_host["X-Correlation-ID"] == "req_page400"
+
+
+def test_the_flavour_is_ignored_by_the_text_format():
+    from django_observe.logging import TextFormatter
+
+    record = request_record()
+    del record.trace_sampled, record.user_agent
+    line = TextFormatter(flavor="gcp").format(record)
+    assert "] GET /api/items (req_abc123) - 123.45ms method=GET" in line and "severity" not in line
+
+
+@pytest.mark.parametrize(
+    ("fmt", "flavor", "expected"), [("json", "gcp", True), ("json", "default", False), ("text", "ecs", False)]
+)
+def test_middleware_adds_flavour_fields_only_for_a_json_flavour(settings, fmt, flavor, expected):
+    from django_observe.middleware import ObserveMiddleware
+
+    settings.DJANGO_OBSERVE = {"LOG_JSON_FLAVOR": flavor}
+    settings.LOG_FORMAT = fmt
+    original = conf.get_config()
+    conf.set_config(conf.load_config(settings, environ={}))
+    try:
+        assert ObserveMiddleware(lambda request: None).flavor_fields is expected
+    finally:
+        conf.set_config(original)
