@@ -286,3 +286,30 @@ def test_request_lines_are_sampled_but_errors_slow_requests_and_metrics_are_not(
     assert errors == [f"req_err{i}" for i in range(5)]
     assert len([e for e in lines if e["path"] == "/api/awork"]) == 4  # rate 1
     assert [e["status"] for e in lines if e["correlation_id"] == "req_crash"] == [500]
+
+
+def test_celery_worker_lines_use_the_flavour_too(tmp_path):
+    env = support.sqlite_env(tmp_path, LOG_FORMAT="json", LOG_JSON_FLAVOR="ecs")  # filesystem broker
+    worker = support.celery_worker(env, tmp_path / "worker.log")
+    with support.gunicorn(env, tmp_path / "web.log", workers=1) as server:
+        worker.start()
+        try:
+            support.wait_worker_ready(worker)
+            response = requests.get(
+                server.url + "/api/enqueue?chain=1&marker=c1", headers={"X-Correlation-ID": "req_ecs_task"}, timeout=10
+            )
+            assert response.status_code == 202
+            support.wait_until(lambda: "child task ran" in worker.output(), timeout=30, message="child task")
+        finally:
+            worker.stop()
+    lines = [
+        json.loads(line)
+        for line in worker.output().splitlines()
+        if line.startswith("{")  # Celery writes its shutdown notice straight to the terminal
+    ]
+    assert lines and all(list(e)[:3] == ["@timestamp", "log.level", "message"] for e in lines)
+    task_lines = [e for e in lines if e.get("labels.correlation_id") == "req_ecs_task"]
+    messages = {e["message"] for e in task_lines}
+    assert {"parent task ran", "child task ran", "task_started", "task_succeeded"} <= messages
+    child = next(e for e in task_lines if e["message"] == "child task ran")
+    assert child["log.logger"] and child["task_name"].endswith("chain_child") and child["parent_task_id"]
