@@ -62,14 +62,20 @@ def configure_logging_and_correlation(config: conf.ObserveConfig, *, project_log
 
 
 def configure_metrics(config: conf.ObserveConfig) -> None:
+    from . import queries
     from .health import registry, state
     from .metrics.setup import configure_metrics as setup
 
-    setup(
+    metrics = setup(
         config,
         role=runtime.process_role(),
         celery_app=registry.find_celery_app(config),
         health_runner=state.get_runner(),
+    )
+    queries.install(
+        catalogue=metrics.catalogue if metrics is not None and config.metrics_db else None,
+        count=config.db_query_stats,
+        repeated_threshold=config.db_repeated_query_threshold,
     )
 
 

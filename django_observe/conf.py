@@ -416,6 +416,16 @@ class ObserveConfig:
         (), text_list, "URL app names whose requests are not recorded (django_observe's own always are not)."
     )
     metrics_db: bool = option(True, boolean, "Time database queries (db_client_* metrics).")
+    db_query_stats: bool = option(
+        True,
+        boolean,
+        "Count and time the SQL of each request and task (db_queries, db_ms on their log lines; queries per request).",
+    )
+    db_repeated_query_threshold: int = option(
+        10,
+        integer(1, 100000),
+        "A request or task running one statement shape more often than this is logged and counted as an N+1.",
+    )
     metrics_cache: bool = option(True, boolean, "Count cache operations (cache_operations_total).")
     metrics_view_enabled: bool = option(False, boolean, "Serve /metrics in django_observe.urls too.")
     metrics_token: str | None = option(

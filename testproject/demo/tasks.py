@@ -26,6 +26,14 @@ def summarize(message_id: int) -> int:
 
 
 @shared_task
+def lookups(n: int) -> int:
+    """The N+1 shape in a task: one query per user."""
+    from django.contrib.auth import get_user_model
+
+    return sum(get_user_model().objects.filter(pk=i).exists() for i in range(1, n + 1))
+
+
+@shared_task
 def add(x: int, y: int) -> int:
     return x + y
 

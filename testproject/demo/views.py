@@ -97,6 +97,23 @@ async def awork(request: HttpRequest) -> JsonResponse:
 
 
 @require_GET
+def users_report(request: HttpRequest) -> JsonResponse:
+    """The classic N+1: one query per user instead of one for all (``?n=`` lookups, at most 200)."""
+    from django.contrib.auth import get_user_model
+
+    n = min(int(request.GET.get("n", "12") or 0), 200)
+    found = sum(get_user_model().objects.filter(pk=i).exists() for i in range(1, n + 1))
+    return JsonResponse({"looked_up": n, "found": found})
+
+
+@require_GET
+def slow(request: HttpRequest) -> JsonResponse:
+    """Sleeps ``?ms=`` milliseconds (at most 2000): a latency outlier for the exemplar tests."""
+    time.sleep(min(int(request.GET.get("ms", "300") or 0), 2000) / 1000)
+    return JsonResponse({"slept_ms": request.GET.get("ms", "300")})
+
+
+@require_GET
 def crash(request: HttpRequest) -> JsonResponse:
     raise RuntimeError("demo crash password=hunter2")
 
@@ -104,7 +121,12 @@ def crash(request: HttpRequest) -> JsonResponse:
 @require_GET
 def enqueue(request: HttpRequest) -> JsonResponse:
     """Publish ``process_message``-like work without auth: a task and its child (correlation tests)."""
-    from .tasks import add, chain_parent
+    from .tasks import add, chain_parent, lookups
 
-    result = chain_parent.delay(_marker(request)) if request.GET.get("chain") else add.delay(1, 2)
+    if request.GET.get("chain"):
+        result = chain_parent.delay(_marker(request))
+    elif request.GET.get("lookups"):
+        result = lookups.delay(min(int(request.GET["lookups"]), 200))
+    else:
+        result = add.delay(1, 2)
     return JsonResponse({"task_id": result.id}, status=202)
