@@ -134,7 +134,10 @@ def parse_objectives(raw: Any) -> tuple[Objective, ...]:
         except json.JSONDecodeError as exc:
             raise ValueError(f"must be a JSON list of objects ({exc})") from None
     if not isinstance(raw, (list, tuple)):
-        raise ValueError('must be a list of dicts like {"name": "api", "kind": "availability", "objective": 99.9}')
+        raise ValueError(
+            'must be a list of dicts like {"name": "api", "kind": "availability", "objective": 99.9}, '
+            f"got {type(raw).__name__}"
+        )
     objectives = tuple(_objective(i, item) for i, item in enumerate(raw))
     seen: set[str] = set()
     for i, item in enumerate(objectives):
