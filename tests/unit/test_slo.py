@@ -253,3 +253,20 @@ def test_generated_unit_tests_cover_every_slo_alert():
     firing = {t["alertname"] for case in tests["tests"] for t in case["alert_rule_test"] if t["exp_alerts"]}
     quiet = {t["alertname"] for case in tests["tests"] for t in case["alert_rule_test"] if not t["exp_alerts"]}
     assert firing == quiet == {"ApiAvailabilityErrorBudgetBurn", "ApiLatencyErrorBudgetBurn"}
+
+
+def test_every_metric_the_slo_rules_read_is_in_the_catalogue():
+    from prometheus_client import CollectorRegistry
+
+    from django_observe.metrics.catalogue import build_catalogue
+    from tests import promql
+
+    registry = CollectorRegistry()
+    build_catalogue(namespace="shop", registry=registry)
+    exposed = {metric.name for metric in registry.collect()}
+    config = load([AVAILABILITY, LATENCY], METRICS_NAMESPACE="shop")
+    groups = rules.slo_groups(config.slos, config.metrics_namespace)
+    recorded = {r["record"] for g in groups for r in g["rules"] if "record" in r}
+    for rule in (r for g in groups for r in g["rules"]):
+        for name in promql.metric_names(rule["expr"]):
+            assert name in recorded or promql.base_name(name) in exposed, (rule.get("alert") or rule["record"], name)
