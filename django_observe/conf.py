@@ -234,6 +234,16 @@ def check_list(raw: Any) -> tuple[Any, ...]:
     return tuple(raw)
 
 
+def slo_list(raw: Any) -> tuple[Any, ...]:
+    """Service level objectives: a list of dicts; from the environment, a JSON list (see ``django_observe.slo``)."""
+    from django_observe.slo import parse_objectives
+
+    return parse_objectives(raw)
+
+
+slo_list.shows_value = True  # type: ignore[attr-defined]  # its messages quote the bad entry, not the whole list
+
+
 # --- the options
 
 
@@ -438,6 +448,14 @@ class ObserveConfig:
         None, optional_text, "Base directory for multiprocess metric files (default: the system temp dir)."
     )
 
+    slos: tuple[Any, ...] = option(
+        (),
+        slo_list,
+        'Service level objectives for `manage.py observe_rules`: dicts {"name", "kind" (availability or latency), '
+        '"objective" (percent), "routes" (regex on the route label), "window" (7d, 28d or 30d), "threshold_ms" '
+        "(latency: a METRICS_BUCKETS boundary)}; see docs/slos.md.",
+    )
+
     # --- Tracing (issue #5). The OTEL_* names are OpenTelemetry's standard environment variables.
     otel_service_name: str | None = option(None, optional_text, "Service name in traces (default: SERVICE_NAME).")
     otel_exporter_otlp_endpoint: str | None = option(
@@ -564,8 +582,11 @@ def load_config(settings: Any = None, environ: Mapping[str, str] | None = None) 
         try:
             values[field.name] = meta["parse"](raw)
         except ValueError as exc:
-            shown = "<hidden>" if meta["secret"] else repr(raw)
-            errors.append(ConfigError(source, f"{source} {exc}, got {shown}"))
+            if getattr(meta["parse"], "shows_value", False):
+                errors.append(ConfigError(source, f"{source} {exc}"))
+            else:
+                shown = "<hidden>" if meta["secret"] else repr(raw)
+                errors.append(ConfigError(source, f"{source} {exc}, got {shown}"))
         sources[field.name] = source
 
     if not errors:
@@ -589,6 +610,15 @@ def _cross_check(values: dict[str, Any], sources: dict[str, str]) -> list[Config
                 f"that CORRELATION_ID_PATTERN {values['correlation_id_pattern']!r} rejects; change one of them",
             )
         )
+    if values["slos"]:
+        from django_observe.slo import threshold_problem
+
+        for index, objective in enumerate(values["slos"]):
+            problem = threshold_problem(objective, values["metrics_buckets"])
+            if problem:
+                errors.append(
+                    ConfigError(sources["slos"], f'{sources["slos"]} entry {index} ("{objective.name}"): {problem}')
+                )
     return errors
 
 
