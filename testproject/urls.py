@@ -14,6 +14,8 @@ urlpatterns = [
     path("api/awork", views.awork, name="awork"),
     path("api/crash", views.crash, name="crash"),
     path("api/enqueue", views.enqueue, name="enqueue"),
+    path("api/outbound", views.outbound, name="outbound"),
+    path("api/aoutbound", views.aoutbound, name="aoutbound"),
     path("admin/", admin.site.urls),
     # django_observe's checks also work in django-health-check's own view.
     path(
