@@ -21,6 +21,7 @@ The cost on each call is a context variable read, a header lookup and, with an a
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -189,11 +190,27 @@ def _wrap_httpx_handle_async_request(original: Callable[..., Any]) -> Callable[.
 # --- install / uninstall
 
 
+def _unbound(original: Any) -> Callable[..., Any]:
+    """``original`` as a plain ``(self, *args)`` callable.
+
+    A method already wrapped by someone else (an OpenTelemetry instrumentor applied before Django loaded
+    wraps with ``wrapt``) is a descriptor that must be bound to the instance, not called with ``self``.
+    """
+    if type(original) is types.FunctionType:  # not isinstance: a wrapt proxy claims the class of what it wraps
+        return original
+
+    @functools.wraps(original)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return original.__get__(self, type(self))(*args, **kwargs)
+
+    return call
+
+
 def _patch(owner: type, name: str, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
     if (owner, name) in _originals:
         return
     original = owner.__dict__[name]
-    wrapper = wrap(original)
+    wrapper = wrap(_unbound(original))
     _originals[(owner, name)] = (original, wrapper)
     setattr(owner, name, wrapper)
 

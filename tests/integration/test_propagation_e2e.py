@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import subprocess
 import threading
 import types
 from urllib.parse import parse_qs, urlsplit
@@ -363,3 +364,52 @@ def test_the_demo_view_refuses_non_loopback_targets(tmp_path, recorder):
         ):
             response = requests.get(web.url + "/api/outbound", params={"url": target}, timeout=10)
             assert response.status_code == 400, target
+
+
+INSTRUMENTED_FIRST = """
+import asyncio, sys
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+trace.set_tracer_provider(TracerProvider())
+HTTPXClientInstrumentor().instrument()  # as opentelemetry-instrument would: before Django loads
+RequestsInstrumentor().instrument()
+import django
+django.setup()
+import httpx, requests
+from django_observe import propagation
+from django_observe.correlation import correlation_context
+
+url = sys.argv[1]
+with correlation_context("req_first"), trace.get_tracer("t").start_as_current_span("parent"):
+    requests.get(url + "?c=requests", timeout=5)
+    httpx.get(url + "?c=httpx", timeout=5)
+
+    async def call():
+        async with httpx.AsyncClient(timeout=5) as client:
+            await client.get(url + "?c=async")
+
+    asyncio.run(call())
+    propagation.uninstall()  # ours goes; the instrumentors' wrappers stay
+    httpx.get(url + "?c=after", timeout=5)
+"""
+
+
+def test_libraries_instrumented_before_django_loads_still_get_both_headers(tmp_path, recorder):
+    env = support.sqlite_env(tmp_path)
+    result = subprocess.run(
+        [support.PYTHON, "-c", INSTRUMENTED_FIRST, recorder.url + "/first"],
+        cwd=support.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for client in ("requests", "httpx", "async"):
+        headers = recorder.one(f"/first?c={client}")
+        assert headers[HEADER] == "req_first" and TRACE_HEADER in headers, client
+    after = recorder.one("/first?c=after")
+    assert HEADER not in after and TRACE_HEADER in after
