@@ -21,6 +21,7 @@ The cost on each call is a context variable read, a header lookup and, with an a
 from __future__ import annotations
 
 import functools
+import re
 import types
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -32,6 +33,17 @@ from .correlation import get_correlation_id
 __all__ = ["HostAllowlist", "install", "installed", "outbound_headers", "uninstall"]
 
 _CACHE_SIZE = 1024
+# An ID bound by code (correlation_context("...")) is not validated like an incoming one; a value a client
+# library would refuse as a header (control characters, non-ASCII) must not make the caller's call fail.
+_UNSENDABLE = re.compile(r"[^\x21-\x7e]")
+
+
+def _sendable_correlation_id() -> str | None:
+    """The current correlation ID if it can be sent as a header value, else None."""
+    correlation_id = get_correlation_id()
+    if correlation_id is None or _UNSENDABLE.search(correlation_id):
+        return None
+    return correlation_id
 
 
 class HostAllowlist:
@@ -107,7 +119,7 @@ def outbound_headers(url: str) -> dict[str, str]:
     Returns an empty dict when propagation is off, outside a request or task, or for a host outside
     ``CORRELATION_PROPAGATE_HOSTS``.
     """
-    policy, correlation_id = _policy, get_correlation_id()
+    policy, correlation_id = _policy, _sendable_correlation_id()
     if policy is None or correlation_id is None or not policy.hosts.allows_url(url):
         return {}
     return {policy.header: correlation_id}
@@ -119,7 +131,7 @@ def outbound_headers(url: str) -> dict[str, str]:
 def _wrap_requests_send(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-        policy, correlation_id = _policy, get_correlation_id()
+        policy, correlation_id = _policy, _sendable_correlation_id()
         headers = request.headers
         if (
             policy is None
@@ -144,7 +156,7 @@ def _wrap_requests_send(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def _add_httpx_header(request: Any) -> str | None:
     """Add the header to an ``httpx.Request`` when it should carry it; returns the header name if added."""
-    policy, correlation_id = _policy, get_correlation_id()
+    policy, correlation_id = _policy, _sendable_correlation_id()
     if policy is None or correlation_id is None or policy.header in request.headers:
         return None
     if not policy.hosts.allows_all and not policy.hosts.allows(request.url.host):

@@ -413,3 +413,13 @@ def test_libraries_instrumented_before_django_loads_still_get_both_headers(tmp_p
         assert headers[HEADER] == "req_first" and TRACE_HEADER in headers, client
     after = recorder.one("/first?c=after")
     assert HEADER not in after and TRACE_HEADER in after
+
+
+def test_an_id_that_is_not_a_valid_header_value_is_not_sent_and_the_call_succeeds(recorder, propagate):
+    propagate()
+    for i, bad in enumerate(("job 42", "job\r\nX-Injected: 1", "jöb")):
+        with correlation_context(bad):
+            assert requests.get(f"{recorder.url}/bad{i}", timeout=5).status_code == 200
+            assert httpx.get(f"{recorder.url}/badx{i}", timeout=5).status_code == 200
+        assert HEADER not in recorder.one(f"/bad{i}") and HEADER not in recorder.one(f"/badx{i}")
+        assert "x-injected" not in recorder.one(f"/bad{i}")
