@@ -79,6 +79,13 @@ def configure_metrics(config: conf.ObserveConfig) -> None:
     )
 
 
+def configure_propagation(config: conf.ObserveConfig) -> None:
+    """Outbound requests/httpx calls carry the correlation ID (before tracing, whose wrappers then sit outside)."""
+    from . import propagation
+
+    propagation.install(config)
+
+
 class DjangoObserveConfig(AppConfig):
     name = "django_observe"
     verbose_name = "django-observe"
@@ -110,6 +117,7 @@ class DjangoObserveConfig(AppConfig):
             drain.install_sigterm_handler(config.health_drain_seconds)
         configure_logging_and_correlation(config, project_logging=bool(getattr(settings, "LOGGING", None)))
         configure_metrics(config)
+        configure_propagation(config)
         from .tracing.setup import configure_tracing
 
         configure_tracing(config, role=runtime.process_role(), django_settings=settings)

@@ -165,6 +165,45 @@ def header_list(raw: Any) -> tuple[str, ...]:
     return names
 
 
+def host_patterns(raw: Any) -> tuple[str, ...]:
+    """Host allowlist entries: ``*``, exact hosts (``api.internal``, ``10.0.0.7``, ``::1``) or ``*.example.com``.
+
+    Entries are lower-cased; brackets around an IPv6 address and a trailing dot are dropped.
+    """
+    import ipaddress
+    import re
+
+    values = text_list(raw)
+    if not values:
+        raise ValueError(
+            'must list at least one host ("*" for all); set CORRELATION_PROPAGATE to false to send the header nowhere'
+        )
+    label = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
+    hostname = re.compile(rf"{label}(\.{label})*")
+    clean = []
+    for value in values:
+        host = value.strip().lower().rstrip(".")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if host == "*":
+            clean.append(host)
+            continue
+        name = host[2:] if host.startswith("*.") else host
+        try:
+            ipaddress.ip_address(name)
+            is_ip = True
+        except ValueError:
+            is_ip = False
+        if is_ip and name == host or (not is_ip and len(name) <= 253 and hostname.fullmatch(name)):
+            clean.append(host)
+            continue
+        raise ValueError(
+            'must be a list of hosts: "*" (all), exact host names or IP addresses ("api.internal", "10.0.0.7"), or '
+            f'"*.example.com" for every subdomain; no scheme, port, path or other wildcard ({value!r} is none of these)'
+        )
+    return tuple(clean)
+
+
 def url(raw: Any) -> str | None:
     """An http(s) URL with a host, or None."""
     from urllib.parse import urlsplit
@@ -405,6 +444,18 @@ class ObserveConfig:
         "Regular expression an incoming correlation ID must match in full (else a new ID is generated).",
     )
     correlation_id_prefix: str = option("req_", text, "Prefix of generated correlation IDs (req_ + 24 hex digits).")
+    correlation_propagate: bool = option(
+        True,
+        boolean,
+        "Send the current correlation ID in the first CORRELATION_HEADERS header on outbound requests and httpx calls "
+        "(a header the caller set is kept).",
+    )
+    correlation_propagate_hosts: tuple[str, ...] = option(
+        ("*",),
+        host_patterns,
+        'Hosts outbound calls may carry the correlation ID to: "*" (all), exact hosts or IP addresses, or '
+        '"*.example.com" (every subdomain of example.com, not example.com itself).',
+    )
 
     # --- Metrics (issue #4).
     metrics_enabled: bool = option(True, boolean, "Record Prometheus metrics.")

@@ -62,3 +62,13 @@ def chain_parent(marker: str) -> str:
 def chain_child(marker: str) -> str:
     logger.info("child task ran", extra={"marker": marker})
     return marker
+
+
+@shared_task
+def fetch(url: str, client: str = "requests") -> int:
+    """An outbound call from a worker (propagation tests); loopback URLs only, like the view."""
+    from .views import call_outbound, loopback_url
+
+    if loopback_url(url) is None:
+        raise ValueError("fetch only calls http:// loopback URLs")
+    return call_outbound(url, client)

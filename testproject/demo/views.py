@@ -130,3 +130,80 @@ def enqueue(request: HttpRequest) -> JsonResponse:
     else:
         result = add.delay(1, 2)
     return JsonResponse({"task_id": result.id}, status=202)
+
+
+# --- outbound calls (propagation tests). Only loopback targets: these views must not become an SSRF.
+
+OUTBOUND_CLIENTS = ("requests", "requests_session", "httpx", "httpx_client")
+
+
+def loopback_url(raw: str | None) -> str | None:
+    """``raw`` if it is an http:// URL to a loopback address (127.0.0.0/8, ::1, localhost), else None."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    # Backslashes, whitespace and userinfo are where URL parsers disagree about the host: refused.
+    if not raw or len(raw) > 2000 or any(c in raw for c in "\\ \t\r\n"):
+        return None
+    try:
+        parts = urlsplit(raw)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return None
+    if parts.scheme != "http" or not host or parts.username or parts.password:
+        return None
+    if host == "localhost":
+        return raw
+    try:
+        return raw if ipaddress.ip_address(host).is_loopback else None
+    except ValueError:
+        return None
+
+
+def _outbound_target(request: HttpRequest) -> str | None:
+    return loopback_url(request.GET.get("url"))
+
+
+def call_outbound(url: str, client: str) -> int:
+    """One GET with the named client; redirects are not followed (they could leave loopback)."""
+    import httpx
+    import requests
+
+    if client == "requests":
+        return requests.get(url, timeout=5, allow_redirects=False).status_code
+    if client == "requests_session":
+        with requests.Session() as session:
+            return session.get(url, timeout=5, allow_redirects=False).status_code
+    if client == "httpx":
+        return httpx.get(url, timeout=5, follow_redirects=False).status_code
+    with httpx.Client(timeout=5, follow_redirects=False) as http:
+        return http.get(url).status_code
+
+
+@require_GET
+def outbound(request: HttpRequest) -> JsonResponse:
+    """Call ``?url=`` (loopback only) with ``?client=`` (requests, requests_session, httpx, httpx_client),
+    or with ``?via=task`` from the Celery task ``fetch``."""
+    url = _outbound_target(request)
+    client = request.GET.get("client", "requests")
+    if url is None or client not in OUTBOUND_CLIENTS:
+        accepted = ", ".join(OUTBOUND_CLIENTS)
+        return JsonResponse({"error": f"url must be an http:// loopback URL; client one of {accepted}"}, status=400)
+    if request.GET.get("via") == "task":
+        from .tasks import fetch
+
+        return JsonResponse({"task_id": fetch.delay(url, client).id}, status=202)
+    return JsonResponse({"status": call_outbound(url, client), "client": client})
+
+
+async def aoutbound(request: HttpRequest) -> JsonResponse:
+    """The async twin of ``outbound``: ``httpx.AsyncClient`` on the event loop (loopback only)."""
+    import httpx
+
+    url = _outbound_target(request)
+    if url is None:
+        return JsonResponse({"error": "url must be an http:// loopback URL"}, status=400)
+    async with httpx.AsyncClient(timeout=5, follow_redirects=False) as http:
+        response = await http.get(url)
+    return JsonResponse({"status": response.status_code, "client": "httpx_async"})
