@@ -108,7 +108,9 @@ def test_dependencies_die_and_return_under_load(tmp_path, kind):
                     recovery[name] = time.monotonic() - started
 
                 # The Celery worker is killed; tasks published meanwhile wait in the broker and run after it returns.
-                support.wait_until(lambda: ready(server).json().get("celery") == "connected", timeout=20, message="worker")
+                support.wait_until(
+                    lambda: ready(server).json().get("celery") == "connected", timeout=20, message="worker seen"
+                )
                 kill_group(worker)
                 worker.stop()  # closes its log
                 started = time.monotonic()
