@@ -227,6 +227,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(RESULTS / "latest.json"))
     parser.add_argument("--repeats", type=int, help="repeated runs per measurement (median reported)")
     parser.add_argument("--seconds", type=int, help="wrk duration per run")
+    parser.add_argument("--no-extras", action="store_true", help="skip /readyz, scrape and log-line measurements")
+    parser.add_argument("--only-extras", action="store_true", help="only /readyz, scrape and log-line measurements")
     args = parser.parse_args(argv)
     n, repeats, seconds = (200, 1, 1) if args.quick else (3000, 7, 5)
     repeats, seconds = args.repeats or repeats, args.seconds or seconds
@@ -240,7 +242,7 @@ def main(argv=None) -> int:
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for config in wanted:
+        for config in [] if args.only_extras else wanted:
             if not available(config):
                 print(f"skip {config}: its packages are not installed", file=sys.stderr)
                 continue
@@ -260,11 +262,31 @@ def main(argv=None) -> int:
                     rps, us = served(server, config, view, env, seconds, repeats if not args.quick else 1)
                     entry[server] = {"rps": rps, "us": us}
                 print(f"{config:13} {view:10} {entry}", file=sys.stderr)
+        extras_results = {}
+        if not args.no_extras:
+            from . import extras
+
+            db = str(Path(tmp) / "extras.sqlite3")
+            env = config_env("observe", db, sink.server_address[1])
+            subprocess.run([sys.executable, "-m", "django", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+            extras_results = extras.run(env, args.quick)
     sink.shutdown()
-    report = {"machine": machine(), "quick": args.quick, "n": n, "repeats": repeats, "results": results}
+    report = {
+        "machine": machine(),
+        "quick": args.quick,
+        "n": n,
+        "repeats": repeats,
+        "results": results,
+        "extras": extras_results,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
-    markdown = "\n".join([f"Machine: {report['machine']}", "", table(results), "", *ratios(results), ""])
+    lines = [f"Machine: {report['machine']}", "", table(results), "", *ratios(results)]
+    if extras_results:
+        from . import extras
+
+        lines += extras.markdown(extras_results)
+    markdown = "\n".join([*lines, ""])
     Path(args.out).with_suffix(".md").write_text(markdown)
     print(markdown)
     return 0

@@ -5,6 +5,7 @@ Public API (see docs/):
 - ``django_observe.get_config()``: the validated configuration of this process.
 - ``django_observe.get_correlation_id()``: the current request's or task's correlation ID.
 - ``django_observe.correlation``: ``correlation_context()``, ``wrap_with_context()``.
+- ``django_observe.propagation.outbound_headers()``: the correlation header for an HTTP client it does not patch.
 - ``django_observe.logging``: ``JSONFormatter``, ``TextFormatter`` for your own ``LOGGING``.
 - ``django_observe.metrics.authorization()``: time custom authentication/authorization code.
 - ``django_observe.tracing.get_tracer()``: custom spans (a no-op tracer when tracing is off).

@@ -69,15 +69,28 @@ def configure_logging_and_correlation(config: conf.ObserveConfig, *, project_log
 
 
 def configure_metrics(config: conf.ObserveConfig) -> None:
+    from . import queries
     from .health import registry, state
     from .metrics.setup import configure_metrics as setup
 
-    setup(
+    metrics = setup(
         config,
         role=runtime.process_role(),
         celery_app=registry.find_celery_app(config),
         health_runner=state.get_runner(),
     )
+    queries.install(
+        catalogue=metrics.catalogue if metrics is not None and config.metrics_db else None,
+        count=config.db_query_stats,
+        repeated_threshold=config.db_repeated_query_threshold,
+    )
+
+
+def configure_propagation(config: conf.ObserveConfig) -> None:
+    """Outbound requests/httpx calls carry the correlation ID (before tracing, whose wrappers then sit outside)."""
+    from . import propagation
+
+    propagation.install(config)
 
 
 class DjangoObserveConfig(AppConfig):
@@ -111,6 +124,7 @@ class DjangoObserveConfig(AppConfig):
             drain.install_sigterm_handler(config.health_drain_seconds)
         configure_logging_and_correlation(config, project_logging=bool(getattr(settings, "LOGGING", None)))
         configure_metrics(config)
+        configure_propagation(config)
         from .tracing.setup import configure_tracing
 
         configure_tracing(config, role=runtime.process_role(), django_settings=settings)

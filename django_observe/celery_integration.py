@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import queries
 from .correlation import bind_correlation_id, get_correlation_id, new_correlation_id, reset_correlation_id
 from .logging.processors import task_context
 
@@ -27,8 +28,9 @@ __all__ = ["HEADER", "connect"]
 HEADER = "x_correlation_id"
 logger = logging.getLogger("django_observe.celery")
 
-# task_id -> (tokens to reset, start time); tasks run one at a time per thread, but eager tasks nest.
-_running: dict[str, tuple[Any, Any, int]] = {}
+# task_id -> (tokens to reset, start time, query stats token); one task at a time per thread, but eager
+# tasks nest.
+_running: dict[str, tuple[Any, Any, int, Any]] = {}
 _connected = False
 
 
@@ -62,7 +64,7 @@ def on_prerun(task_id: str | None = None, task: Any = None, **kwargs: Any) -> No
         fields["root_task_id"] = root
     cid_token = bind_correlation_id(correlation_id or new_correlation_id())
     ctx_token = task_context.set(fields)
-    _running[task_id] = (cid_token, ctx_token, time.perf_counter_ns())
+    _running[task_id] = (cid_token, ctx_token, time.perf_counter_ns(), queries.begin())
     logger.info("task_started")
 
 
@@ -71,15 +73,24 @@ def _duration_ms(task_id: str | None) -> float | None:
     return round((time.perf_counter_ns() - entry[2]) / 1e6, 2) if entry else None
 
 
+def _end_fields(task_id: str | None, state: str) -> dict[str, Any]:
+    fields: dict[str, Any] = {"duration_ms": _duration_ms(task_id), "task_state": state}
+    entry = _running.get(task_id) if task_id else None
+    stats = queries.current() if entry is not None and entry[3] is not None else None
+    if stats is not None:
+        fields["db_queries"] = stats.count
+        fields["db_ms"] = stats.milliseconds
+    return fields
+
+
 def on_success(sender: Any = None, **kwargs: Any) -> None:
-    task_id = _request_value(sender, "id")
-    logger.info("task_succeeded", extra={"duration_ms": _duration_ms(task_id), "task_state": "SUCCESS"})
+    logger.info("task_succeeded", extra=_end_fields(_request_value(sender, "id"), "SUCCESS"))
 
 
 def on_failure(task_id: str | None = None, exception: BaseException | None = None, **kwargs: Any) -> None:
     logger.error(
         "task_failed",
-        extra={"duration_ms": _duration_ms(task_id), "task_state": "FAILURE"},
+        extra=_end_fields(task_id, "FAILURE"),
         exc_info=(type(exception), exception, exception.__traceback__) if exception is not None else None,
     )
 
@@ -96,7 +107,10 @@ def on_postrun(task_id: str | None = None, **kwargs: Any) -> None:
     entry = _running.pop(task_id, None) if task_id else None
     if entry is None:
         return
-    cid_token, ctx_token, _ = entry
+    cid_token, ctx_token, _, query_token = entry
+    stats = queries.end(query_token)
+    if stats is not None and stats.repeated:
+        queries.log_repeated(stats)  # the task's fields are still bound
     task_context.reset(ctx_token)
     reset_correlation_id(cid_token)
 

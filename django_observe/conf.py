@@ -165,6 +165,45 @@ def header_list(raw: Any) -> tuple[str, ...]:
     return names
 
 
+def host_patterns(raw: Any) -> tuple[str, ...]:
+    """Host allowlist entries: ``*``, exact hosts (``api.internal``, ``10.0.0.7``, ``::1``) or ``*.example.com``.
+
+    Entries are lower-cased; brackets around an IPv6 address and a trailing dot are dropped.
+    """
+    import ipaddress
+    import re
+
+    values = text_list(raw)
+    if not values:
+        raise ValueError(
+            'must list at least one host ("*" for all); set CORRELATION_PROPAGATE to false to send the header nowhere'
+        )
+    label = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
+    hostname = re.compile(rf"{label}(\.{label})*")
+    clean = []
+    for value in values:
+        host = value.strip().lower().rstrip(".")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if host == "*":
+            clean.append(host)
+            continue
+        name = host[2:] if host.startswith("*.") else host
+        try:
+            ipaddress.ip_address(name)
+            is_ip = True
+        except ValueError:
+            is_ip = False
+        if is_ip and name == host or (not is_ip and len(name) <= 253 and hostname.fullmatch(name)):
+            clean.append(host)
+            continue
+        raise ValueError(
+            'must be a list of hosts: "*" (all), exact host names or IP addresses ("api.internal", "10.0.0.7"), or '
+            f'"*.example.com" for every subdomain; no scheme, port, path or other wildcard ({value!r} is none of these)'
+        )
+    return tuple(clean)
+
+
 def url(raw: Any) -> str | None:
     """An http(s) URL with a host, or None."""
     from urllib.parse import urlsplit
@@ -247,6 +286,16 @@ def check_list(raw: Any) -> tuple[Any, ...]:
         if extra:
             raise ValueError(f"entries accept the keys {sorted(allowed)}, got unknown {sorted(extra)}")
     return tuple(raw)
+
+
+def slo_list(raw: Any) -> tuple[Any, ...]:
+    """Service level objectives: a list of dicts; from the environment, a JSON list (see ``django_observe.slo``)."""
+    from django_observe.slo import parse_objectives
+
+    return parse_objectives(raw)
+
+
+slo_list.shows_value = True  # type: ignore[attr-defined]  # its messages quote the bad entry, not the whole list
 
 
 # --- the options
@@ -414,6 +463,18 @@ class ObserveConfig:
         "Regular expression an incoming correlation ID must match in full (else a new ID is generated).",
     )
     correlation_id_prefix: str = option("req_", text, "Prefix of generated correlation IDs (req_ + 24 hex digits).")
+    correlation_propagate: bool = option(
+        True,
+        boolean,
+        "Send the current correlation ID in the first CORRELATION_HEADERS header on outbound requests and httpx calls "
+        "(a header the caller set is kept).",
+    )
+    correlation_propagate_hosts: tuple[str, ...] = option(
+        ("*",),
+        host_patterns,
+        'Hosts outbound calls may carry the correlation ID to: "*" (all), exact hosts or IP addresses, or '
+        '"*.example.com" (every subdomain of example.com, not example.com itself).',
+    )
     log_json_flavor: str = option(
         "default",
         choice("default", "gcp", "datadog", "ecs"),
@@ -460,6 +521,16 @@ class ObserveConfig:
         (), text_list, "URL app names whose requests are not recorded (django_observe's own always are not)."
     )
     metrics_db: bool = option(True, boolean, "Time database queries (db_client_* metrics).")
+    db_query_stats: bool = option(
+        True,
+        boolean,
+        "Count and time the SQL of each request and task (db_queries, db_ms on their log lines; queries per request).",
+    )
+    db_repeated_query_threshold: int = option(
+        10,
+        integer(1, 100000),
+        "A request or task running one statement shape more often than this is logged and counted as an N+1.",
+    )
     metrics_cache: bool = option(True, boolean, "Count cache operations (cache_operations_total).")
     metrics_view_enabled: bool = option(False, boolean, "Serve /metrics in django_observe.urls too.")
     metrics_token: str | None = option(
@@ -470,6 +541,14 @@ class ObserveConfig:
     )
     metrics_multiproc_dir: str | None = option(
         None, optional_text, "Base directory for multiprocess metric files (default: the system temp dir)."
+    )
+
+    slos: tuple[Any, ...] = option(
+        (),
+        slo_list,
+        'Service level objectives for `manage.py observe_rules`: dicts {"name", "kind" (availability or latency), '
+        '"objective" (percent), "routes" (regex on the route label), "window" (7d, 28d or 30d), "threshold_ms" '
+        "(latency: a METRICS_BUCKETS boundary)}; see docs/slos.md.",
     )
 
     # --- Tracing (issue #5). The OTEL_* names are OpenTelemetry's standard environment variables.
@@ -600,8 +679,11 @@ def load_config(settings: Any = None, environ: Mapping[str, str] | None = None) 
         try:
             values[field.name] = meta["parse"](raw)
         except ValueError as exc:
-            shown = "<hidden>" if meta["secret"] else repr(raw)
-            errors.append(ConfigError(source, f"{source} {exc}, got {shown}"))
+            if getattr(meta["parse"], "shows_value", False):
+                errors.append(ConfigError(source, f"{source} {exc}"))
+            else:
+                shown = "<hidden>" if meta["secret"] else repr(raw)
+                errors.append(ConfigError(source, f"{source} {exc}, got {shown}"))
         sources[field.name] = source
 
     if not errors:
@@ -625,6 +707,15 @@ def _cross_check(values: dict[str, Any], sources: dict[str, str]) -> list[Config
                 f"that CORRELATION_ID_PATTERN {values['correlation_id_pattern']!r} rejects; change one of them",
             )
         )
+    if values["slos"]:
+        from django_observe.slo import threshold_problem
+
+        for index, objective in enumerate(values["slos"]):
+            problem = threshold_problem(objective, values["metrics_buckets"])
+            if problem:
+                errors.append(
+                    ConfigError(sources["slos"], f'{sources["slos"]} entry {index} ("{objective.name}"): {problem}')
+                )
     return errors
 
 

@@ -26,6 +26,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, get_script_prefix, reverse
 from django.utils.functional import SimpleLazyObject, empty
 
+from . import queries
 from .conf import get_config
 from .correlation import CorrelationPolicy, bind_correlation_id, reset_correlation_id
 from .logging.sampling import RequestSampler
@@ -118,9 +119,13 @@ class ObserveMiddleware:
                 return self.policy.accept(value) or self.policy.new()
         return self.policy.new()
 
-    def _finish(self, request: HttpRequest, response: HttpResponse, start: int, metrics_token: Any) -> None:
+    def _finish(
+        self, request: HttpRequest, response: HttpResponse, start: int, metrics_token: Any, query_token: Any
+    ) -> None:
+        stats = queries.end(query_token)
         if self.recorder is not None:
-            self.recorder.end(request, response.status_code, (time.perf_counter_ns() - start) / 1e9, metrics_token)
+            seconds = (time.perf_counter_ns() - start) / 1e9
+            self.recorder.end(request, response.status_code, seconds, metrics_token, stats)
         header = self.response_header
         response[header] = request.correlation_id
         exposed = response.get("Access-Control-Expose-Headers")
@@ -128,10 +133,14 @@ class ObserveMiddleware:
             response["Access-Control-Expose-Headers"] = header
         elif header.lower() not in (h.strip().lower() for h in exposed.split(",")):
             response["Access-Control-Expose-Headers"] = f"{exposed}, {header}"
+        if stats is not None and stats.repeated:
+            match = request.resolver_match
+            route = match.route if match is not None else UNMATCHED_ROUTE
+            queries.log_repeated(stats, method=request.method, route=route)
         if self.log_requests:
-            self._log(request, response, start)
+            self._log(request, response, start, stats)
 
-    def _log(self, request: HttpRequest, response: HttpResponse, start: int) -> None:
+    def _log(self, request: HttpRequest, response: HttpResponse, start: int, stats: Any) -> None:
         status = response.status_code
         match = request.resolver_match
         if match is not None and status < 400 and OWN_APP in match.app_names:
@@ -150,6 +159,9 @@ class ObserveMiddleware:
             "status": status,
             "duration_ms": duration_ms,
         }
+        if stats is not None:
+            extra["db_queries"] = stats.count
+            extra["db_ms"] = stats.milliseconds
         uid = user_id(request)
         if uid is not None:
             extra["user_id"] = uid
@@ -188,10 +200,12 @@ class ObserveMiddleware:
         request.correlation_id = self._correlation_id(request)
         token = bind_correlation_id(request.correlation_id)
         metrics_token = self.recorder.begin() if self.recorder is not None else None
+        query_token = queries.begin()
         try:
             response = self.get_response(request)
-            self._finish(request, response, start, metrics_token)
+            self._finish(request, response, start, metrics_token, query_token)
         except BaseException:
+            queries.end(query_token)
             reset_correlation_id(token)
             raise
         # Keep the ID bound until the server closes the response (after Django's own django.request
@@ -209,6 +223,7 @@ class ObserveMiddleware:
         # cannot leak into another request, and Django's own django.request line still carries it.
         bind_correlation_id(request.correlation_id)
         metrics_token = self.recorder.begin() if self.recorder is not None else None
+        query_token = queries.begin()
         response = await self.get_response(request)
-        self._finish(request, response, start, metrics_token)
+        self._finish(request, response, start, metrics_token, query_token)
         return response

@@ -139,4 +139,9 @@ DJANGO_OBSERVE = {
     "SERVICE_NAME": "testproject",
     "SERVICE_VERSION": "1.0.0",
     "CELERY_APP": "testproject.celery:app",
+    # `manage.py observe_rules` turns these into burn-rate alerts (docs/slos.md).
+    "SLOS": [
+        {"name": "api-availability", "kind": "availability", "objective": 99.9, "routes": "api/.*", "window": "30d"},
+        {"name": "api-latency", "kind": "latency", "objective": 99, "threshold_ms": 250, "routes": "api/.*"},
+    ],
 }

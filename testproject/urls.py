@@ -13,7 +13,11 @@ urlpatterns = [
     path("api/work", views.work, name="work"),
     path("api/awork", views.awork, name="awork"),
     path("api/crash", views.crash, name="crash"),
+    path("api/users/report", views.users_report, name="users-report"),
+    path("api/slow", views.slow, name="slow"),
     path("api/enqueue", views.enqueue, name="enqueue"),
+    path("api/outbound", views.outbound, name="outbound"),
+    path("api/aoutbound", views.aoutbound, name="aoutbound"),
     path("admin/", admin.site.urls),
     # django_observe's checks also work in django-health-check's own view.
     path(

@@ -1,46 +1,12 @@
-"""Database and cache metrics, for any engine and any cache backend."""
+"""Cache metrics, for any cache backend (database metrics: ``django_observe.queries``)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-__all__ = ["install_cache_instrumentation", "install_db_instrumentation"]
+__all__ = ["install_cache_instrumentation"]
 
 _INSTRUMENTED = "_django_observe_metrics"
-
-
-class QueryTimer:
-    """A ``connection.execute_wrapper``: times every query and counts errors (per alias and vendor)."""
-
-    __slots__ = ("duration", "errors")
-
-    def __init__(self, catalogue: Any, alias: str, vendor: str):
-        self.duration = catalogue.db_duration.labels(alias, vendor)
-        self.errors = (catalogue.db_errors, alias, vendor)
-
-    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return execute(sql, params, many, context)
-        except Exception as exc:
-            counter, alias, vendor = self.errors
-            counter.labels(alias, vendor, type(exc).__name__).inc()
-            raise
-        finally:
-            self.duration.observe(time.perf_counter() - start)
-
-
-def install_db_instrumentation(catalogue: Any) -> None:
-    """Time queries on every connection (pooled PostgreSQL too) and count connections opened."""
-    from django.db.backends.signals import connection_created
-
-    def on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
-        catalogue.db_connections.labels(connection.alias, connection.vendor).inc()
-        if not any(isinstance(w, QueryTimer) for w in connection.execute_wrappers):
-            connection.execute_wrappers.append(QueryTimer(catalogue, connection.alias, connection.vendor))
-
-    connection_created.connect(on_connection_created, weak=False, dispatch_uid="django_observe.metrics.db")
 
 
 _CACHE_OPERATIONS = (

@@ -13,6 +13,7 @@ __all__ = ["OTHER", "Catalogue", "LabelGuard", "build_catalogue"]
 OTHER = "__other__"
 # OpenTelemetry's recommended boundaries for http.server.request.duration (seconds).
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+QUERY_COUNT_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500)
 TASK_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -59,6 +60,8 @@ class Catalogue:
     db_duration: Histogram
     db_errors: Counter
     db_connections: Counter
+    request_db_queries: Histogram
+    repeated_queries: Counter
     cache_operations: Counter
     celery_published: Counter
     celery_tasks: Counter
@@ -126,6 +129,19 @@ def build_catalogue(
         db_errors=Counter("db_client_errors", "Database queries that raised.", ["alias", "vendor", "error_type"], **kw),
         db_connections=Counter(
             "db_client_connections_created", "Database connections opened.", ["alias", "vendor"], **kw
+        ),
+        request_db_queries=Histogram(
+            "http_server_request_db_queries",
+            "SQL statements run per HTTP request (every database alias).",
+            ["route"],
+            buckets=QUERY_COUNT_BUCKETS,
+            **kw,
+        ),
+        repeated_queries=Counter(
+            "http_server_repeated_queries",
+            "Requests that ran one statement shape more than DB_REPEATED_QUERY_THRESHOLD times (N+1).",
+            ["route"],
+            **kw,
         ),
         cache_operations=Counter("cache_operations", "Cache operations.", ["cache", "operation", "result"], **kw),
         celery_published=Counter("celery_tasks_published", "Celery tasks published.", ["task"], **kw),

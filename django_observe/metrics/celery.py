@@ -17,8 +17,23 @@ def _queue(task: Any) -> str:
     return str(info.get("routing_key") or info.get("queue") or "celery")
 
 
-def connect(catalogue: Any) -> bool:
-    """Connect the receivers once per process (strong references). False when Celery is not installed."""
+def _current_span_ids() -> tuple[str, str] | None:
+    from opentelemetry import trace
+
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid and context.trace_flags.sampled:
+        return format(context.trace_id, "032x"), format(context.span_id, "016x")
+    return None
+
+
+def connect(catalogue: Any, exemplars: bool = False, exemplar_store: Any = None) -> bool:
+    """Connect the receivers once per process (strong references). False when Celery is not installed.
+
+    Args:
+        catalogue: the metrics.
+        exemplars: attach the running task's trace to its duration observation (tracing on).
+        exemplar_store: where exemplars go in multiprocess mode (None: prometheus_client keeps them).
+    """
     global _connected
     if _connected:
         return True
@@ -49,12 +64,26 @@ def connect(catalogue: Any) -> bool:
         if isinstance(published, (int, float)) and now >= published:
             catalogue.celery_queue_wait.labels(queue).observe(now - published)
 
+    duration_name = catalogue.celery_task_duration._name
+    if exemplar_store is not None:
+        histogram = catalogue.celery_task_duration
+        exemplar_store.declare(duration_name, histogram._labelnames, histogram._upper_bounds)
+
     def on_postrun(task_id: str | None = None, task: Any = None, **kwargs: Any) -> None:
         start = _started.pop(task_id, None)
-        if start is not None and task is not None:
-            catalogue.celery_task_duration.labels(task_label(task.name), _queue(task)).observe(
-                time.perf_counter() - start
-            )
+        if start is None or task is None:
+            return
+        seconds = time.perf_counter() - start
+        labels = (task_label(task.name), _queue(task))
+        child = catalogue.celery_task_duration.labels(*labels)
+        ids = _current_span_ids() if exemplars else None
+        if ids is None:
+            child.observe(seconds)
+        elif exemplar_store is None:
+            child.observe(seconds, {"trace_id": ids[0], "span_id": ids[1]})
+        else:
+            child.observe(seconds)
+            exemplar_store.record(duration_name, labels, seconds, *ids)
 
     def on_success(sender: Any = None, **kwargs: Any) -> None:
         state(sender.name, _queue(sender), "succeeded")

@@ -108,14 +108,16 @@ def _mark_dead_processes(path: str) -> None:
 
 def make_registry(path: str | None, extra: Iterable[Any] = ()) -> Any:
     """A fresh registry per scrape: the multiprocess files (or the default registry) plus ``extra`` collectors."""
-    from prometheus_client import REGISTRY, CollectorRegistry, ProcessCollector, multiprocess
+    from prometheus_client import REGISTRY, CollectorRegistry, ProcessCollector
 
     if path is None:
         registry = REGISTRY
     else:
         _mark_dead_processes(path)
+        from .exemplars import MultiProcessExemplarCollector
+
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path)
+        registry.register(MultiProcessExemplarCollector(path, _alive))
         ProcessCollector(registry=registry)  # the serving process itself
     for collector in extra:
         with contextlib.suppress(ValueError):

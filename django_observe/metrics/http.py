@@ -6,7 +6,9 @@ import contextvars
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..queries import QueryStats
     from .catalogue import Catalogue
+    from .exemplars import ExemplarStore
 
 __all__ = ["RequestRecorder", "request_state"]
 
@@ -36,22 +38,39 @@ class RequestRecorder:
         excluded_apps: URL app names whose requests are not recorded (health, metrics).
     """
 
-    def __init__(self, catalogue: Catalogue, excluded_apps: frozenset[str], exemplars: bool = False):
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        excluded_apps: frozenset[str],
+        exemplars: bool = False,
+        exemplar_store: ExemplarStore | None = None,
+    ):
         self.catalogue = catalogue
-        # prometheus_client keeps exemplars only in single-process mode (not in multiprocess files).
+        # Single process: prometheus_client keeps the exemplar itself. Multiprocess: our store does.
         self.exemplars = exemplars
+        self.exemplar_store = exemplar_store
+        self._histogram_name = catalogue.request_duration._name
+        if exemplar_store is not None:
+            exemplar_store.declare(
+                self._histogram_name,
+                catalogue.request_duration._labelnames,
+                catalogue.request_duration._upper_bounds,
+            )
         self.excluded_apps = excluded_apps
         self._route = catalogue.guard("http_server_request_duration_seconds", "route")
         self._children: dict[tuple[str, str, str], Any] = {}
         self._authorized_children: dict[tuple[str, str, str], Any] = {}
         self._exception_children: dict[tuple[str, str], Any] = {}
+        self._query_children: dict[str, Any] = {}
         self.active = catalogue.active_requests
 
     def begin(self) -> contextvars.Token:
         self.active.inc()
         return request_state.set(RequestState())
 
-    def end(self, request: Any, status: int, seconds: float, token: contextvars.Token) -> None:
+    def end(
+        self, request: Any, status: int, seconds: float, token: contextvars.Token, queries: QueryStats | None = None
+    ) -> None:
         self.active.dec()
         state = request_state.get()
         request_state.reset(token)
@@ -72,12 +91,28 @@ class RequestRecorder:
                     "trace_id": format(span_context.trace_id, "032x"),
                     "span_id": format(span_context.span_id, "016x"),
                 }
-        child.observe(seconds, exemplar) if exemplar else child.observe(seconds)
+        if exemplar is None:
+            child.observe(seconds)
+        elif self.exemplar_store is None:
+            child.observe(seconds, exemplar)
+        else:
+            child.observe(seconds)
+            self.exemplar_store.record(self._histogram_name, key, seconds, exemplar["trace_id"], exemplar["span_id"])
+        if queries is not None:
+            self._record_queries(route, queries)
         if state is not None and state.authorized:
             child = self._authorized_children.get(key)
             if child is None:
                 child = self._authorized_children[key] = self.catalogue.authorized_invoke_duration.labels(*key)
             child.observe(seconds)
+
+    def _record_queries(self, route: str, queries: QueryStats) -> None:
+        child = self._query_children.get(route)
+        if child is None:
+            child = self._query_children[route] = self.catalogue.request_db_queries.labels(route)
+        child.observe(queries.count)
+        if queries.repeated:
+            self.catalogue.repeated_queries.labels(route).inc()
 
     def exception(self, request: Any, exception: BaseException) -> None:
         match = request.resolver_match

@@ -60,27 +60,31 @@ def configure_metrics(
         if not exporter.enable_multiprocess(path):
             path = None
     from .auth import install_auth_instrumentation
-    from .backends import install_cache_instrumentation, install_db_instrumentation
+    from .backends import install_cache_instrumentation
     from .catalogue import build_catalogue
     from .collectors import BuildInfoCollector, CeleryCollector
     from .http import RequestRecorder
 
     catalogue = build_catalogue(config.metrics_namespace, config.metrics_buckets, config.metrics_max_label_values)
+    store = None
+    if config.otel_enabled and path is not None:
+        from .exemplars import ExemplarStore
+
+        store = ExemplarStore(path)
     recorder = RequestRecorder(
         catalogue,
         frozenset({"django_observe", *config.metrics_exclude_apps}),
-        exemplars=config.otel_enabled and path is None,
+        exemplars=config.otel_enabled,
+        exemplar_store=store,
     )
     install_auth_instrumentation(catalogue)
-    if config.metrics_db:
-        install_db_instrumentation(catalogue)
     if config.metrics_cache:
         install_cache_instrumentation(catalogue)
     collectors: list[Any] = [BuildInfoCollector(config.metrics_namespace, __version__, config.service_version)]
     if celery_app is not None:
         from . import celery as celery_metrics
 
-        celery_metrics.connect(catalogue)
+        celery_metrics.connect(catalogue, exemplars=config.otel_enabled, exemplar_store=store)
         collectors.append(CeleryCollector(celery_app, config.metrics_namespace))
     if health_runner is not None:
         health_runner.listeners.append(_health_listener(catalogue))

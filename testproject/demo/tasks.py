@@ -26,6 +26,14 @@ def summarize(message_id: int) -> int:
 
 
 @shared_task
+def lookups(n: int) -> int:
+    """The N+1 shape in a task: one query per user."""
+    from django.contrib.auth import get_user_model
+
+    return sum(get_user_model().objects.filter(pk=i).exists() for i in range(1, n + 1))
+
+
+@shared_task
 def add(x: int, y: int) -> int:
     return x + y
 
@@ -54,3 +62,13 @@ def chain_parent(marker: str) -> str:
 def chain_child(marker: str) -> str:
     logger.info("child task ran", extra={"marker": marker})
     return marker
+
+
+@shared_task
+def fetch(url: str, client: str = "requests") -> int:
+    """An outbound call from a worker (propagation tests); loopback URLs only, like the view."""
+    from .views import call_outbound, loopback_url
+
+    if loopback_url(url) is None:
+        raise ValueError("fetch only calls http:// loopback URLs")
+    return call_outbound(url, client)

@@ -105,6 +105,23 @@ async def awork(request: HttpRequest) -> JsonResponse:
 
 
 @require_GET
+def users_report(request: HttpRequest) -> JsonResponse:
+    """The classic N+1: one query per user instead of one for all (``?n=`` lookups, at most 200)."""
+    from django.contrib.auth import get_user_model
+
+    n = min(int(request.GET.get("n", "12") or 0), 200)
+    found = sum(get_user_model().objects.filter(pk=i).exists() for i in range(1, n + 1))
+    return JsonResponse({"looked_up": n, "found": found})
+
+
+@require_GET
+def slow(request: HttpRequest) -> JsonResponse:
+    """Sleeps ``?ms=`` milliseconds (at most 2000): a latency outlier for the exemplar tests."""
+    time.sleep(min(int(request.GET.get("ms", "300") or 0), 2000) / 1000)
+    return JsonResponse({"slept_ms": request.GET.get("ms", "300")})
+
+
+@require_GET
 def crash(request: HttpRequest) -> JsonResponse:
     raise RuntimeError("demo crash password=hunter2")
 
@@ -112,7 +129,89 @@ def crash(request: HttpRequest) -> JsonResponse:
 @require_GET
 def enqueue(request: HttpRequest) -> JsonResponse:
     """Publish ``process_message``-like work without auth: a task and its child (correlation tests)."""
-    from .tasks import add, chain_parent
+    from .tasks import add, chain_parent, lookups
 
-    result = chain_parent.delay(_marker(request)) if request.GET.get("chain") else add.delay(1, 2)
+    if request.GET.get("chain"):
+        result = chain_parent.delay(_marker(request))
+    elif request.GET.get("lookups"):
+        result = lookups.delay(min(int(request.GET["lookups"]), 200))
+    else:
+        result = add.delay(1, 2)
     return JsonResponse({"task_id": result.id}, status=202)
+
+
+# --- outbound calls (propagation tests). Only loopback targets: these views must not become an SSRF.
+
+OUTBOUND_CLIENTS = ("requests", "requests_session", "httpx", "httpx_client")
+
+
+def loopback_url(raw: str | None) -> str | None:
+    """``raw`` if it is an http:// URL to a loopback address (127.0.0.0/8, ::1, localhost), else None."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    # Backslashes, whitespace and userinfo are where URL parsers disagree about the host: refused.
+    if not raw or len(raw) > 2000 or any(c in raw for c in "\\ \t\r\n"):
+        return None
+    try:
+        parts = urlsplit(raw)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return None
+    if parts.scheme != "http" or not host or parts.username or parts.password:
+        return None
+    if host == "localhost":
+        return raw
+    try:
+        return raw if ipaddress.ip_address(host).is_loopback else None
+    except ValueError:
+        return None
+
+
+def _outbound_target(request: HttpRequest) -> str | None:
+    return loopback_url(request.GET.get("url"))
+
+
+def call_outbound(url: str, client: str) -> int:
+    """One GET with the named client; redirects are not followed (they could leave loopback)."""
+    import httpx
+    import requests
+
+    if client == "requests":
+        return requests.get(url, timeout=5, allow_redirects=False).status_code
+    if client == "requests_session":
+        with requests.Session() as session:
+            return session.get(url, timeout=5, allow_redirects=False).status_code
+    if client == "httpx":
+        return httpx.get(url, timeout=5, follow_redirects=False).status_code
+    with httpx.Client(timeout=5, follow_redirects=False) as http:
+        return http.get(url).status_code
+
+
+@require_GET
+def outbound(request: HttpRequest) -> JsonResponse:
+    """Call ``?url=`` (loopback only) with ``?client=`` (requests, requests_session, httpx, httpx_client),
+    or with ``?via=task`` from the Celery task ``fetch``."""
+    url = _outbound_target(request)
+    client = request.GET.get("client", "requests")
+    if url is None or client not in OUTBOUND_CLIENTS:
+        accepted = ", ".join(OUTBOUND_CLIENTS)
+        return JsonResponse({"error": f"url must be an http:// loopback URL; client one of {accepted}"}, status=400)
+    if request.GET.get("via") == "task":
+        from .tasks import fetch
+
+        return JsonResponse({"task_id": fetch.delay(url, client).id}, status=202)
+    return JsonResponse({"status": call_outbound(url, client), "client": client})
+
+
+async def aoutbound(request: HttpRequest) -> JsonResponse:
+    """The async twin of ``outbound``: ``httpx.AsyncClient`` on the event loop (loopback only)."""
+    import httpx
+
+    url = _outbound_target(request)
+    if url is None:
+        return JsonResponse({"error": "url must be an http:// loopback URL"}, status=400)
+    async with httpx.AsyncClient(timeout=5, follow_redirects=False) as http:
+        response = await http.get(url)
+    return JsonResponse({"status": response.status_code, "client": "httpx_async"})

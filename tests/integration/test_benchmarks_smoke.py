@@ -28,4 +28,11 @@ def test_benchmark_harness_smoke(tmp_path):
             entry = views[view]
             assert entry["inprocess_us"] > 0, (config, view)
             assert entry["gunicorn"]["rps"] > 0 and entry["uvicorn"]["rps"] > 0, (config, view)
-    assert "| 1 bare Django | `/ping` |" in out.with_suffix(".md").read_text()
+    extras = report["extras"]
+    assert {"cached", "uncached", "cached_20_concurrent", "redis_dead_timeout_1s"} <= set(extras["readyz"])
+    assert extras["readyz"]["cached_20_concurrent"]["statuses"] == [200]
+    assert extras["readyz"]["redis_dead_timeout_1s"]["statuses"] == [503]
+    assert extras["scrape"]["series"] > 50, "the scrape returned the catalogue"
+    assert set(extras["log_line_us"]) >= {"json", "text"}
+    markdown = out.with_suffix(".md").read_text()
+    assert "| 1 bare Django | `/ping` |" in markdown and "| cached |" in markdown

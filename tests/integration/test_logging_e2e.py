@@ -191,7 +191,7 @@ def test_text_format_under_runserver(tmp_path):
     assert len(request) == 1
     assert re.search(
         r"\[django_observe\.request\] GET /api/work \(req_text1\) - [\d.]+ms method=GET "
-        r"path=/api/work route=api/work status=200$",
+        r"path=/api/work route=api/work status=200 db_queries=0 db_ms=0.0$",
         request[0],
     )
     assert not any(line.startswith("fake 1999") or "INFO [x] forged" in line.split("marker=")[0] for line in ours)

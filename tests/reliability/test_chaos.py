@@ -1,5 +1,8 @@
 """Dependencies die and come back while the test project is under load; SIGTERM while requests are in flight."""
 
+import contextlib
+import json
+import os
 import signal
 import threading
 import time
@@ -44,7 +47,17 @@ def requests_counted(port):
     return sm.value(sm.scrape(port), "http_server_request_duration_seconds_count")
 
 
-def test_dependencies_die_and_return_under_load(tmp_path):
+def task_ids_succeeded(worker):
+    return {line.split('"task_id":"', 1)[1][:36] for line in worker.output().splitlines() if "task_succeeded" in line}
+
+
+def kill_group(server):
+    os.killpg(server.proc.pid, signal.SIGKILL)  # the worker and its pool, no warm shutdown
+    server.proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("kind", ["gunicorn", "uvicorn"])
+def test_dependencies_die_and_return_under_load(tmp_path, kind):
     with (
         support.throwaway_redis() as redis_server,
         support.throwaway_postgres() as pg,
@@ -53,9 +66,10 @@ def test_dependencies_die_and_return_under_load(tmp_path):
         metrics_port = support.free_port()
         env = support.project_env(
             DATABASE_URL=pg.url,
-            REDIS_URL=redis_server.url,
+            REDIS_URL=redis_server.url,  # cache, Redis check and Celery broker
             HEALTH_TIMEOUT=str(TIMEOUT),
             HEALTH_CACHE_TTL="0",
+            HEALTH_CHECK_OPTIONS=json.dumps({"celery": {"critical": True}}),
             OTEL_ENABLED="true",
             OTEL_EXPORTER_OTLP_ENDPOINT=otlp.endpoint,
             OTEL_BSP_SCHEDULE_DELAY="200",
@@ -65,9 +79,18 @@ def test_dependencies_die_and_return_under_load(tmp_path):
             TESTPROJECT_VAR_DIR=str(tmp_path / "var"),
         )
         support.manage("migrate", "-v0", env=env)
-        with support.gunicorn(env, tmp_path / "web.log", workers=2, extra=("--threads", "4")) as server:
+        if kind == "gunicorn":
+            server = support.gunicorn(env, tmp_path / "web.log", workers=2, extra=("--threads", "4"))
+        else:
+            server = support.uvicorn(env, tmp_path / "web.log", extra=("--workers", "2"))
+        worker = support.celery_worker(env, tmp_path / "worker.log")
+        recovery = {}
+        with server, contextlib.ExitStack() as stack:
+            stack.callback(lambda: worker.stop())
+            worker.start()
+            support.wait_worker_ready(worker)
             support.wait_for_port("127.0.0.1", metrics_port, 20)
-            assert ready(server).status_code == 200
+            support.wait_until(lambda: ready(server).status_code == 200, timeout=20, message="ready")
             with Load(server.port) as load:
                 for name, component, dependency in (("redis", "redis", redis_server), ("postgres", "database", pg)):
                     before = requests_counted(metrics_port)
@@ -80,7 +103,32 @@ def test_dependencies_die_and_return_under_load(tmp_path):
                     time.sleep(1)
                     assert requests_counted(metrics_port) > before, f"metrics kept counting while {name} was down"
                     dependency.start()
-                    support.wait_until(lambda: ready(server).status_code == 200, timeout=15, message=f"{name} back")
+                    started = time.monotonic()
+                    support.wait_until(lambda: ready(server).status_code == 200, timeout=20, message=f"{name} back")
+                    recovery[name] = time.monotonic() - started
+
+                # The Celery worker is killed; tasks published meanwhile wait in the broker and run after it returns.
+                support.wait_until(
+                    lambda: ready(server).json().get("celery") == "connected", timeout=20, message="worker seen"
+                )
+                kill_group(worker)
+                worker.stop()  # closes its log
+                started = time.monotonic()
+                down = support.wait_until(
+                    lambda: [r for r in [ready(server)] if r.status_code == 503], timeout=TIMEOUT + 1 + 2
+                )[0]
+                assert down.json()["celery"] == "no workers"
+                queued = [requests.get(server.url + "/api/enqueue", timeout=5) for _ in range(5)]
+                assert {r.status_code for r in queued} == {202}, "publishing does not need a worker"
+                worker = support.celery_worker(env, tmp_path / "worker2.log")
+                worker.start()
+                support.wait_worker_ready(worker)
+                started = time.monotonic()
+                support.wait_until(lambda: ready(server).status_code == 200, timeout=20, message="worker back")
+                recovery["celery"] = time.monotonic() - started
+                task_ids = {r.json()["task_id"] for r in queued}
+                support.wait_until(lambda: task_ids <= task_ids_succeeded(worker), timeout=30, message="tasks ran")
+
                 otlp.__exit__(None, None, None)  # the collector goes away too
                 time.sleep(1.5)
             results = load.results
@@ -89,6 +137,7 @@ def test_dependencies_die_and_return_under_load(tmp_path):
     assert max(r.seconds for r in results) < TIMEOUT + 5
     lines = server.output().count('"logger":"django_observe.request"')
     assert lines >= len(results), "logging never stopped"
+    print(f"{kind}: {len(results)} requests, recovery seconds {recovery}")
 
 
 def test_sigterm_under_load_drains_then_finishes_in_flight_requests(tmp_path):

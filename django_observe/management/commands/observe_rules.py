@@ -1,0 +1,89 @@
+"""``manage.py observe_rules``: Prometheus recording and alert rules for the seed's alerts and ``SLOS``.
+
+Thin: the rules are built by :mod:`django_observe.metrics.rules` from the loaded configuration.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from django_observe.conf import get_config
+from django_observe.metrics import rules
+
+_DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "django"
+
+
+class Command(BaseCommand):
+    help = (
+        "Write Prometheus rules: the seed's fixed-threshold alerts plus multiwindow, multi-burn-rate alerts for "
+        'DJANGO_OBSERVE["SLOS"], as a rule file or a Kubernetes PrometheusRule; optionally promtool unit tests.'
+    )
+    requires_system_checks = []
+
+    def add_arguments(self, parser):
+        parser.add_argument("--output", metavar="FILE", help="Write the rules to FILE (default: standard output).")
+        parser.add_argument(
+            "--format",
+            choices=("rules", "prometheusrule"),
+            default="rules",
+            help="rules: a Prometheus rule file; prometheusrule: a monitoring.coreos.com/v1 PrometheusRule.",
+        )
+        parser.add_argument(
+            "--tests",
+            metavar="FILE",
+            help="Also write a promtool test file for the SLO alerts (needs --output and --format rules).",
+        )
+        parser.add_argument("--name", help="PrometheusRule metadata.name (default: <SERVICE_NAME>-observe).")
+        parser.add_argument("--namespace", help="PrometheusRule metadata.namespace (default: none).")
+        parser.add_argument(
+            "--label",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="PrometheusRule metadata label, repeatable (e.g. release=prometheus for a ruleSelector).",
+        )
+
+    def handle(self, *args, **options):
+        config = get_config()
+        if options["tests"] and (not options["output"] or options["format"] != "rules"):
+            raise CommandError("--tests needs --output FILE and --format rules (promtool reads plain rule files)")
+
+        if options["format"] == "prometheusrule":
+            name = options["name"] or f"{_slug(config.service_name)}-observe"
+            if len(name) > 253 or not _DNS_NAME.fullmatch(name):
+                raise CommandError(f"--name must be a DNS subdomain name (lower-case, digits, '-', '.'), got {name!r}")
+            labels = {
+                "app.kubernetes.io/name": _slug(config.service_name),
+                "app.kubernetes.io/part-of": "django-observe",
+            }
+            for item in options["label"]:
+                key, sep, value = item.partition("=")
+                if not sep or not key:
+                    raise CommandError(f"--label must be KEY=VALUE, got {item!r}")
+                labels[key] = value
+            document = rules.prometheus_rule(config, name, labels, options["namespace"])
+        else:
+            document = rules.rule_file(config)
+        text = rules.dump_yaml(document)
+
+        if options["tests"]:
+            try:
+                tests = rules.slo_tests(config, [rules.relative_path(options["output"], options["tests"])])
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+            tests_text = rules.dump_yaml(tests, header=f"# promtool test rules {Path(options['tests']).name}\n")
+
+        if options["output"]:
+            Path(options["output"]).write_text(text)
+        else:
+            sys.stdout.write(text)
+        if options["tests"]:
+            Path(options["tests"]).write_text(tests_text)

@@ -1,0 +1,292 @@
+"""Outbound propagation: ``requests`` and ``httpx`` calls carry the current correlation ID.
+
+:func:`install` patches, once per process and only for the libraries that are importable:
+
+- ``requests.adapters.HTTPAdapter.send`` (every ``Session``, so ``requests.get()`` too);
+- ``httpx.HTTPTransport.handle_request`` and ``httpx.AsyncHTTPTransport.handle_async_request`` (every
+  ``Client`` and ``AsyncClient`` on the default transport, so ``httpx.get()`` too).
+
+Those are the layers that send one HTTP request each, so every redirect hop is checked on its own: the
+header is added just for the send and taken out again afterwards, which keeps it from being copied into a
+redirect to a host outside ``CORRELATION_PROPAGATE_HOSTS``. A header the caller set (on the request, the
+session or the client) is never touched, and nothing is added outside a request or task (no current ID).
+
+``traceparent`` is not ours to add: with ``OTEL_ENABLED`` the OpenTelemetry requests and httpx instrumentors
+inject it one layer up (``Session.send``, or the same transport methods), for the same calls.
+
+The cost on each call is a context variable read, a header lookup and, with an allowlist other than
+``"*"``, a host check cached per host.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import types
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+from .conf import ObserveConfig
+from .correlation import get_correlation_id
+
+__all__ = ["HostAllowlist", "install", "installed", "outbound_headers", "uninstall"]
+
+_CACHE_SIZE = 1024
+# An ID bound by code (correlation_context("...")) is not validated like an incoming one; a value a client
+# library would refuse as a header (control characters, non-ASCII) must not make the caller's call fail.
+_UNSENDABLE = re.compile(r"[^\x21-\x7e]")
+
+
+def _sendable_correlation_id() -> str | None:
+    """The current correlation ID if it can be sent as a header value, else None."""
+    correlation_id = get_correlation_id()
+    if correlation_id is None or _UNSENDABLE.search(correlation_id):
+        return None
+    return correlation_id
+
+
+class HostAllowlist:
+    """Which hosts may receive the correlation ID.
+
+    Args:
+        patterns: clean entries of ``CORRELATION_PROPAGATE_HOSTS`` (see ``conf.host_patterns``): ``"*"``
+            allows every host; ``"api.internal"`` or ``"10.0.0.7"`` allows that host only;
+            ``"*.example.com"`` allows every subdomain of example.com at any depth, not example.com itself.
+
+    Hosts are compared lower-cased, without a trailing dot or IPv6 brackets; ports are ignored.
+    """
+
+    __slots__ = ("_cache", "_exact", "_suffixes", "allows_all")
+
+    def __init__(self, patterns: Iterable[str]):
+        patterns = tuple(patterns)
+        self.allows_all = "*" in patterns
+        self._exact = frozenset(p for p in patterns if not p.startswith("*"))
+        self._suffixes = tuple(p[1:] for p in patterns if p.startswith("*."))  # ".example.com"
+        self._cache: dict[str, bool] = {}
+
+    def allows(self, host: str | None) -> bool:
+        """Whether ``host`` (as found in a URL) may receive the header."""
+        if self.allows_all:
+            return True
+        if not host:
+            return False
+        allowed = self._cache.get(host)
+        if allowed is None:
+            allowed = self._match(host)
+            if len(self._cache) >= _CACHE_SIZE:  # a crawler calling many hosts must not grow it forever
+                self._cache.clear()
+            self._cache[host] = allowed
+        return allowed
+
+    def allows_url(self, url: str) -> bool:
+        """Whether the host of ``url`` may receive the header (a URL without a host may not)."""
+        if self.allows_all:
+            return True
+        try:
+            host = urlsplit(url).hostname
+        except ValueError:
+            return False
+        return self.allows(host)
+
+    def _match(self, host: str) -> bool:
+        host = host.lower().rstrip(".")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        return host in self._exact or host.endswith(self._suffixes)
+
+
+class _Policy:
+    __slots__ = ("header", "hosts")
+
+    def __init__(self, header: str, hosts: HostAllowlist):
+        self.header = header
+        self.hosts = hosts
+
+
+# None: propagation is off (the patches, if installed, pass every call through untouched).
+_policy: _Policy | None = None
+# (owner class, attribute name) -> (the original function, our wrapper), for uninstall().
+_originals: dict[tuple[type, str], tuple[Callable[..., Any], Callable[..., Any]]] = {}
+
+
+def outbound_headers(url: str) -> dict[str, str]:
+    """The correlation header to add to a call to ``url``, for HTTP clients django_observe does not patch.
+
+    >>> urllib.request.Request(url, headers=outbound_headers(url))
+
+    Returns an empty dict when propagation is off, outside a request or task, or for a host outside
+    ``CORRELATION_PROPAGATE_HOSTS``.
+    """
+    policy, correlation_id = _policy, _sendable_correlation_id()
+    if policy is None or correlation_id is None or not policy.hosts.allows_url(url):
+        return {}
+    return {policy.header: correlation_id}
+
+
+# --- requests
+
+
+def _wrap_requests_send(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        policy, correlation_id = _policy, _sendable_correlation_id()
+        headers = request.headers
+        if (
+            policy is None
+            or correlation_id is None
+            or headers is None
+            or policy.header in headers
+            or not policy.hosts.allows_url(request.url)
+        ):
+            return original(self, request, *args, **kwargs)
+        headers[policy.header] = correlation_id
+        try:
+            return original(self, request, *args, **kwargs)
+        finally:
+            # The redirect logic copies this request; the next hop decides for itself.
+            request.headers.pop(policy.header, None)
+
+    return send
+
+
+# --- httpx
+
+
+def _add_httpx_header(request: Any) -> str | None:
+    """Add the header to an ``httpx.Request`` when it should carry it; returns the header name if added."""
+    policy, correlation_id = _policy, _sendable_correlation_id()
+    if policy is None or correlation_id is None or policy.header in request.headers:
+        return None
+    if not policy.hosts.allows_all and not policy.hosts.allows(request.url.host):
+        return None
+    request.headers[policy.header] = correlation_id
+    return policy.header
+
+
+def _remove_httpx_header(request: Any, header: str) -> None:
+    # Read request.headers again: the OpenTelemetry wrapper may have replaced the Headers object.
+    if header in request.headers:
+        del request.headers[header]
+
+
+def _wrap_httpx_handle_request(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def handle_request(self: Any, request: Any) -> Any:
+        added = _add_httpx_header(request)
+        if added is None:
+            return original(self, request)
+        try:
+            return original(self, request)
+        finally:
+            _remove_httpx_header(request, added)
+
+    return handle_request
+
+
+def _wrap_httpx_handle_async_request(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    async def handle_async_request(self: Any, request: Any) -> Any:
+        added = _add_httpx_header(request)
+        if added is None:
+            return await original(self, request)
+        try:
+            return await original(self, request)
+        finally:
+            _remove_httpx_header(request, added)
+
+    return handle_async_request
+
+
+# --- install / uninstall
+
+
+def _unbound(original: Any) -> Callable[..., Any]:
+    """``original`` as a plain ``(self, *args)`` callable.
+
+    A method already wrapped by someone else (an OpenTelemetry instrumentor applied before Django loaded
+    wraps with ``wrapt``) is a descriptor that must be bound to the instance, not called with ``self``.
+    """
+    if type(original) is types.FunctionType:  # not isinstance: a wrapt proxy claims the class of what it wraps
+        return original
+
+    @functools.wraps(original)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return original.__get__(self, type(self))(*args, **kwargs)
+
+    return call
+
+
+def _patch(owner: type, name: str, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    if (owner, name) in _originals:
+        return
+    original = owner.__dict__[name]
+    wrapper = wrap(_unbound(original))
+    _originals[(owner, name)] = (original, wrapper)
+    setattr(owner, name, wrapper)
+
+
+def _targets() -> list[tuple[str, type, str, Callable[[Callable[..., Any]], Callable[..., Any]]]]:
+    targets = []
+    try:
+        from requests.adapters import HTTPAdapter
+    except ImportError:
+        pass
+    else:
+        targets.append(("requests", HTTPAdapter, "send", _wrap_requests_send))
+    try:
+        import httpx
+    except ImportError:
+        pass
+    else:
+        targets.append(("httpx", httpx.HTTPTransport, "handle_request", _wrap_httpx_handle_request))
+        targets.append(("httpx", httpx.AsyncHTTPTransport, "handle_async_request", _wrap_httpx_handle_async_request))
+    return targets
+
+
+def install(config: ObserveConfig) -> tuple[str, ...]:
+    """Apply ``CORRELATION_PROPAGATE`` and ``CORRELATION_PROPAGATE_HOSTS`` to outbound calls.
+
+    Safe to call again (the app calls it from ``ready()``; a second call only replaces the settings).
+    With ``CORRELATION_PROPAGATE`` off nothing is patched.
+
+    Args:
+        config: the process configuration; the header is the first of ``CORRELATION_HEADERS``.
+
+    Returns:
+        The libraries whose calls now carry the header (``("requests", "httpx")`` when both are installed).
+    """
+    global _policy
+    if not config.correlation_propagate:
+        _policy = None
+        return ()
+    _policy = _Policy(config.correlation_headers[0], HostAllowlist(config.correlation_propagate_hosts))
+    libraries = []
+    for library, owner, name, wrap in _targets():
+        _patch(owner, name, wrap)
+        if library not in libraries:
+            libraries.append(library)
+    return tuple(libraries)
+
+
+def installed() -> tuple[str, ...]:
+    """The libraries currently patched (empty when propagation is off or never installed)."""
+    if _policy is None:
+        return ()
+    return tuple(dict.fromkeys(owner.__module__.split(".")[0] for owner, _ in _originals))
+
+
+def uninstall() -> None:
+    """Turn propagation off and restore the original methods (for tests).
+
+    A method wrapped again by someone else after us (an OpenTelemetry instrumentor) is left in place, so
+    their wrapper keeps working; ours then passes every call through.
+    """
+    global _policy
+    _policy = None
+    for (owner, name), (original, wrapper) in list(_originals.items()):
+        # An identity check: a wrapt proxy around our wrapper would answer for our attributes too.
+        if owner.__dict__.get(name) is wrapper:
+            setattr(owner, name, original)
+            del _originals[(owner, name)]
