@@ -70,6 +70,7 @@ def configure_metrics(config: conf.ObserveConfig) -> None:
         role=runtime.process_role(),
         celery_app=registry.find_celery_app(config),
         health_runner=state.get_runner(),
+        databases=dict(settings.DATABASES),
     )
 
 
