@@ -12,7 +12,10 @@ from typing import Any
 
 from .. import __version__
 from ..conf import ObserveConfig
-from . import exporter, infra
+from . import exporter
+
+# Nothing here may import prometheus_client at module level: it picks single- or multiprocess mode on import,
+# and configure_metrics must set PROMETHEUS_MULTIPROC_DIR first.
 
 __all__ = ["MetricsState", "configure_metrics", "get_state"]
 
@@ -87,6 +90,8 @@ def configure_metrics(
         install_db_instrumentation(catalogue)
     if config.metrics_cache:
         install_cache_instrumentation(catalogue)
+    from . import infra
+
     collectors: list[Any] = [BuildInfoCollector(config.metrics_namespace, __version__, config.service_version)]
     errors = infra.ScrapeErrors()
     if celery_app is not None:
@@ -114,6 +119,8 @@ def _prefix(namespace: str) -> str:
 
 def _infrastructure(config: ObserveConfig, state: MetricsState, errors: Any, databases: dict[str, Any]) -> list[Any]:
     """The scrape-time collectors the configuration asks for (and the per-process recorders they read)."""
+    from . import infra
+
     prefix = _prefix(config.metrics_namespace)
     deadline = infra.Deadline(config.metrics_collector_timeout)
     found: list[Any] = []
