@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 
-from .infra import ScrapeErrors
+from .infra import Deadline, ScrapeErrors
 
 __all__ = ["BuildInfoCollector", "CeleryCollector"]
 
@@ -47,6 +47,8 @@ class CeleryCollector:
         self.app, self.timeout, self.workers_ttl = app, timeout, workers_ttl
         self.prefix = f"{namespace}_" if namespace else ""
         self.errors = errors
+        # The broker calls have their own timeouts; the deadline also bounds a broker that accepts and hangs.
+        self.deadline = Deadline(timeout + 0.5)
         self._workers: tuple[float, int] | None = None
         self._lock = threading.Lock()
 
@@ -85,14 +87,14 @@ class CeleryCollector:
             f"{self.prefix}celery_queue_length", "Messages waiting in each Celery queue.", labels=["queue"]
         )
         try:
-            for name, length in self._queue_lengths().items():
+            for name, length in self.deadline.run("celery_queue_length", self._queue_lengths).items():
                 queue.add_metric([name], length)
             yield queue
         except Exception as exc:
             self._failed("celery_queue_length", exc)
         try:
             workers = GaugeMetricFamily(f"{self.prefix}celery_workers", "Celery workers that answered a ping.")
-            workers.add_metric([], self._worker_count())
+            workers.add_metric([], self.deadline.run("celery_workers", self._worker_count))
             yield workers
         except Exception as exc:
             self._failed("celery_workers", exc)
