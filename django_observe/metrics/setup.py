@@ -129,7 +129,9 @@ def _infrastructure(config: ObserveConfig, state: MetricsState, errors: Any, dat
         if aliases:
             state.pool_recorder = infra.PoolRecorder(config.metrics_namespace, aliases)
             _record_pools_after_work(state.pool_recorder)
-        found.append(infra.DatabaseCollector(prefix, errors, deadline, databases))
+        server_side = infra.DatabaseCollector(prefix, errors, deadline, databases)
+        if server_side.aliases:  # PostgreSQL only
+            found.append(server_side)
     if config.metrics_redis and config.redis_urls:
         found.append(infra.RedisCollector(prefix, errors, deadline, config.redis_urls))
     if config.metrics_disk and config.metrics_disk_paths:
