@@ -8,6 +8,8 @@ Public API (see docs/):
 - ``django_observe.propagation.outbound_headers()``: the correlation header for an HTTP client it does not patch.
 - ``django_observe.logging``: ``JSONFormatter``, ``TextFormatter`` for your own ``LOGGING``.
 - ``django_observe.metrics.authorization()``: time custom authentication/authorization code.
+- ``django_observe.metrics``: ``counter()``, ``gauge()``, ``histogram()`` (business metrics declared once, summed
+  across processes) and ``timed()`` (a decorator or context manager).
 - ``django_observe.tracing.get_tracer()``: custom spans (a no-op tracer when tracing is off).
 - ``django_observe.health``: ``Database``, ``Cache``, ``Redis``, ``CeleryBroker``, ``CeleryWorkers``,
   ``Migrations``, ``Disk``, ``Memory`` checks, ``start_draining()``, ``is_draining()``.

@@ -78,6 +78,7 @@ def configure_metrics(config: conf.ObserveConfig) -> None:
         role=runtime.process_role(),
         celery_app=registry.find_celery_app(config),
         health_runner=state.get_runner(),
+        databases=dict(settings.DATABASES),
     )
     queries.install(
         catalogue=metrics.catalogue if metrics is not None and config.metrics_db else None,

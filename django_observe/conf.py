@@ -336,6 +336,11 @@ def _default_log_format(settings: Any) -> str:
     return "text" if getattr(settings, "DEBUG", False) else "json"
 
 
+def _default_disk_paths(settings: Any) -> tuple[str, ...]:
+    media_root = getattr(settings, "MEDIA_ROOT", "")
+    return (".", str(media_root)) if media_root else (".",)
+
+
 def _default_redis_urls(settings: Any) -> tuple[str, ...]:
     url = getattr(settings, "REDIS_URL", None) or os.environ.get("REDIS_URL")
     return (url,) if url else ()
@@ -542,6 +547,35 @@ class ObserveConfig:
     metrics_multiproc_dir: str | None = option(
         None, optional_text, "Base directory for multiprocess metric files (default: the system temp dir)."
     )
+    # Scrape-time infrastructure collectors (issue #9).
+    metrics_collector_timeout: float = option(
+        0.5, number(0.05, 10), "Deadline of each scrape-time collector in seconds; a slower one counts an error."
+    )
+    metrics_db_connections: bool = option(
+        True,
+        boolean,
+        "Database connection metrics: psycopg pool usage per process (summed) and PostgreSQL server-side "
+        "connections against max_connections.",
+    )
+    metrics_redis: bool = option(
+        True, boolean, "Redis used memory, max memory and connected clients for each of REDIS_URLS."
+    )
+    metrics_disk: bool = option(True, boolean, "Disk used and total bytes for METRICS_DISK_PATHS.")
+    metrics_disk_paths: tuple[str, ...] = option(
+        (".",),
+        text_list,
+        "Paths whose filesystems the disk metrics report; default: the working directory and MEDIA_ROOT if set.",
+        default_from=_default_disk_paths,
+    )
+    metrics_process: bool = option(
+        True,
+        boolean,
+        "Process CPU and memory summed over the live processes of the group (multiprocess mode), and host memory.",
+    )
+    metrics_active_users: bool = option(
+        True, boolean, "Count distinct authenticated users seen in a sliding window (active_users)."
+    )
+    metrics_active_users_window: int = option(5, integer(1, 1440), "Length of the active-users window in minutes.")
 
     slos: tuple[Any, ...] = option(
         (),

@@ -4,6 +4,7 @@ Embedded defaults need no server: SQLite, local-memory cache and a filesystem
 Celery broker under ./var. Real services come from the environment:
 
 - ``DATABASE_URL``: ``postgres://user:password@host:port/name``
+- ``DATABASE_POOL``: maximum size of Django's psycopg 3 connection pool per process (PostgreSQL; unset: no pool)
 - ``REDIS_URL``: Redis cache, Redis health check and (unless ``CELERY_BROKER_URL``) the Celery broker
 - ``CELERY_BROKER_URL``: any Celery broker (``amqp://guest:guest@127.0.0.1:5672//``)
 """
@@ -82,6 +83,12 @@ def database_from_url(url: str) -> dict:
 
 if os.environ.get("DATABASE_URL"):
     DATABASES = {"default": database_from_url(os.environ["DATABASE_URL"])}
+    if os.environ.get("DATABASE_POOL"):
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": 1,
+            "max_size": int(os.environ["DATABASE_POOL"]),
+            "timeout": 5,
+        }
 else:
     DATABASES = {
         "default": {

@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/", include(("django_observe.urls", "django_observe"), namespace="api-health")),  # the seed's /api/health
     path("api/ping", views.ping, name="ping"),
     path("api/chat", views.chat, name="chat"),
+    path("api/campaigns", views.campaign, name="campaign"),
     path("api/messages/<int:message_id>", views.message_detail, name="message-detail"),
     path("api/work", views.work, name="work"),
     path("api/awork", views.awork, name="awork"),

@@ -9,6 +9,19 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset"}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+# Exposed only with PostgreSQL (server side) and Django's psycopg pool: the SQLite run of the Prometheus test
+# cannot show them; tests/integration/test_infra_metrics_e2e.py checks them against PostgreSQL with a pool.
+POSTGRES_POOL_NAMES = frozenset(
+    {
+        "db_client_connection_count",
+        "db_client_connection_max",
+        "db_client_connection_pending_requests",
+        "db_server_connections",
+        "db_server_database_connections",
+        "db_server_connections_max",
+        "db_server_connections_usage_ratio",
+    }
+)
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _MATCHERS = re.compile(r"\{[^}]*\}")

@@ -1,7 +1,8 @@
 """Collected at scrape time: build info, Celery queue lengths and live workers.
 
-Each is bounded by a short timeout; a failure counts ``metrics_collector_errors_total`` and logs one line,
-never a failed scrape.
+Each is bounded by a short timeout; a failure counts ``metrics_collector_errors_total`` (through
+:class:`~django_observe.metrics.infra.ScrapeErrors`) and logs one line, never a failed scrape. The
+infrastructure collectors live in :mod:`django_observe.metrics.infra`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import threading
 import time
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
+
+from .infra import Deadline, ScrapeErrors
 
 __all__ = ["BuildInfoCollector", "CeleryCollector"]
 
@@ -40,13 +43,14 @@ class BuildInfoCollector:
 class CeleryCollector:
     """``celery_queue_length{queue}`` from the broker and ``celery_workers`` from a ping (cached)."""
 
-    def __init__(self, app: Any, namespace: str, timeout: float = 1.0, workers_ttl: float = 10.0):
+    def __init__(self, app: Any, namespace: str, errors: ScrapeErrors, timeout: float = 1.0, workers_ttl: float = 10.0):
         self.app, self.timeout, self.workers_ttl = app, timeout, workers_ttl
         self.prefix = f"{namespace}_" if namespace else ""
-        self.errors: dict[str, int] = {}
+        self.errors = errors
+        # The broker calls have their own timeouts; the deadline also bounds a broker that accepts and hangs.
+        self.deadline = Deadline(timeout + 0.5)
         self._workers: tuple[float, int] | None = None
         self._lock = threading.Lock()
-        self._logged: set[str] = set()
 
     def _queues(self) -> list[str]:
         conf = self.app.conf
@@ -54,10 +58,7 @@ class CeleryCollector:
         return names[:50]
 
     def _failed(self, part: str, exc: Exception) -> None:
-        self.errors[part] = self.errors.get(part, 0) + 1
-        if part not in self._logged:
-            self._logged.add(part)
-            logger.warning("metrics collector %s failed: %s", part, type(exc).__name__)
+        self.errors.failed(part, exc)
 
     def _queue_lengths(self) -> dict[str, int]:
         lengths = {}
@@ -86,20 +87,14 @@ class CeleryCollector:
             f"{self.prefix}celery_queue_length", "Messages waiting in each Celery queue.", labels=["queue"]
         )
         try:
-            for name, length in self._queue_lengths().items():
+            for name, length in self.deadline.run("celery_queue_length", self._queue_lengths).items():
                 queue.add_metric([name], length)
             yield queue
         except Exception as exc:
             self._failed("celery_queue_length", exc)
         try:
             workers = GaugeMetricFamily(f"{self.prefix}celery_workers", "Celery workers that answered a ping.")
-            workers.add_metric([], self._worker_count())
+            workers.add_metric([], self.deadline.run("celery_workers", self._worker_count))
             yield workers
         except Exception as exc:
             self._failed("celery_workers", exc)
-        errors = CounterMetricFamily(
-            f"{self.prefix}metrics_collector_errors", "Failures of scrape-time collectors.", labels=["collector"]
-        )
-        for part, count in self.errors.items():
-            errors.add_metric([part], count)
-        yield errors

@@ -118,7 +118,9 @@ def make_registry(path: str | None, extra: Iterable[Any] = ()) -> Any:
 
         registry = CollectorRegistry()
         registry.register(MultiProcessExemplarCollector(path, _alive))
-        ProcessCollector(registry=registry)  # the serving process itself
+        extra = list(extra)
+        if not any(getattr(c, "covers_process_metrics", False) for c in extra):
+            ProcessCollector(registry=registry)  # the serving process itself
     for collector in extra:
         with contextlib.suppress(ValueError):
             registry.register(collector)

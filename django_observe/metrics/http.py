@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextvars
 from typing import TYPE_CHECKING, Any
 
+from ..middleware import user_id
+
 if TYPE_CHECKING:
     from ..queries import QueryStats
     from .catalogue import Catalogue
@@ -63,6 +65,8 @@ class RequestRecorder:
         self._exception_children: dict[tuple[str, str], Any] = {}
         self._query_children: dict[str, Any] = {}
         self.active = catalogue.active_requests
+        # infra.ActiveUsers when METRICS_ACTIVE_USERS is on (set by setup).
+        self.active_users: Any = None
 
     def begin(self) -> contextvars.Token:
         self.active.inc()
@@ -74,6 +78,10 @@ class RequestRecorder:
         self.active.dec()
         state = request_state.get()
         request_state.reset(token)
+        if self.active_users is not None:
+            user = user_id(request)
+            if user is not None:
+                self.active_users.seen(user)
         match = request.resolver_match
         if match is not None and self.excluded_apps.intersection(match.app_names):
             return

@@ -169,7 +169,48 @@ def seed_groups(namespace: str = "") -> list[dict[str, Any]]:
             "CPU above 80% for 10 minutes on {{ $labels.instance }}",
         ),
     ]
-    for rule in critical + warning:
+    # The seed's infrastructure table (docs/key-metrics.md), from the scrape-time collectors.
+    infrastructure = [
+        _alert(
+            "DatabasePoolNearlyExhausted",
+            # Pool numbers are per process, summed over a pod's live processes: used vs. the pod's capacity.
+            'sum by (job, instance, alias) (${ns}db_client_connection_count{state="used"})\n/\n'
+            "sum by (job, instance, alias) (${ns}db_client_connection_max)\n> 0.8",
+            "5m",
+            "warning",
+            "Connection pool {{ $labels.alias }} over 80% used on {{ $labels.instance }}",
+        ),
+        _alert(
+            "DatabaseServerConnectionsHigh",
+            "max by (job, alias) (${ns}db_server_connections_usage_ratio) > 0.8",
+            "5m",
+            "warning",
+            "PostgreSQL ({{ $labels.alias }}) uses {{ $value | humanizePercentage }} of max_connections",
+        ),
+        _alert(
+            "RedisMemoryHigh",
+            # Only Redis servers with a maxmemory (0 means no limit).
+            "max by (redis) (${ns}redis_memory_used_bytes) / max by (redis) (${ns}redis_memory_max_bytes > 0) > 0.75",
+            "5m",
+            "warning",
+            "Redis {{ $labels.redis }} above 75% of maxmemory",
+        ),
+        _alert(
+            "DiskUsageHigh",
+            "max by (job, instance, path) (${ns}disk_used_bytes / ${ns}disk_total_bytes) > 0.8",
+            "10m",
+            "warning",
+            "Disk holding {{ $labels.path }} over 80% full on {{ $labels.instance }}",
+        ),
+        _alert(
+            "HostMemoryHigh",
+            "max by (job, instance) (1 - ${ns}host_memory_available_bytes / ${ns}host_memory_total_bytes) > 0.85",
+            "5m",
+            "warning",
+            "Memory use above 85% on {{ $labels.instance }}",
+        ),
+    ]
+    for rule in critical + warning + infrastructure:
         rule["expr"] = _ns(rule["expr"], namespace)
     return [
         {
@@ -178,6 +219,7 @@ def seed_groups(namespace: str = "") -> list[dict[str, Any]]:
         },
         {"name": "django-observe-critical", "rules": critical},
         {"name": "django-observe-warning", "rules": warning},
+        {"name": "django-observe-infrastructure", "rules": infrastructure},
     ]
 
 

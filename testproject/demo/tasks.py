@@ -2,18 +2,25 @@ import logging
 
 from celery import shared_task
 
+from django_observe.metrics import timed
+
+from .metrics import DELIVERIES, MESSAGES_PROCESSED, REPLY_DURATION, TOKENS, tokens
+
 logger = logging.getLogger("demo.tasks")
 
 
 @shared_task
-def process_message(message_id: int) -> str:
+def process_message(message_id: int, model: str = "echo-1") -> str:
     """The seed's background job: answer a chat message, then summarize it in a child task."""
     from .models import Message
 
-    message = Message.objects.get(pk=message_id)
-    message.reply = f"echo: {message.text[:200]}"
-    message.processed = True
-    message.save(update_fields=["reply", "processed"])
+    with timed(REPLY_DURATION, model=model):
+        message = Message.objects.get(pk=message_id)
+        message.reply = f"echo: {message.text[:200]}"
+        message.processed = True
+        message.save(update_fields=["reply", "processed"])
+    MESSAGES_PROCESSED.inc()
+    TOKENS.labels(model=model, kind="completion").inc(tokens(message.reply))
     logger.info("Chat message processed", extra={"message_id": message_id})
     summarize.delay(message_id)
     return message.reply
@@ -72,3 +79,13 @@ def fetch(url: str, client: str = "requests") -> int:
     if loopback_url(url) is None:
         raise ValueError("fetch only calls http:// loopback URLs")
     return call_outbound(url, client)
+
+
+@shared_task
+def deliver(recipient: str) -> bool:
+    """One campaign message: addresses without "@" or under ".invalid" fail (the seed's delivery rate)."""
+    ok = "@" in recipient and not recipient.endswith(".invalid")
+    DELIVERIES.inc(result="succeeded" if ok else "failed")
+    if not ok:
+        logger.warning("Delivery failed", extra={"recipient_domain": recipient.rpartition("@")[2][:64]})
+    return ok

@@ -13,8 +13,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from django_observe.metrics import authorization
 
+from .metrics import TOKENS, tokens
 from .models import ApiToken, Message
-from .tasks import process_message
+from .tasks import deliver, process_message
 
 logger = logging.getLogger("api.chat")
 
@@ -51,17 +52,38 @@ def chat(request: HttpRequest) -> JsonResponse:
     text = payload.get("message") if isinstance(payload, dict) else None
     if not isinstance(text, str) or not text.strip():
         return JsonResponse({"error": '"message" must be a non-empty string'}, status=400)
+    model = payload.get("model") or "echo-1"
+    if not isinstance(model, str):
+        return JsonResponse({"error": '"model" must be a string'}, status=400)
     message = Message.objects.create(user=user, text=text[:2000])
+    TOKENS.labels(model=model[:64], kind="prompt").inc(tokens(message.text))
     count_key = f"chat:count:{user.pk}"
     cache.add(count_key, 0, timeout=3600)
     count = cache.incr(count_key)
-    process_message.delay(message.pk)
+    process_message.delay(message.pk, model[:64])
     duration_ms = round((time.perf_counter() - start) * 1000, 1)
     logger.info(
         "Chat request processed",
         extra={"user_id": str(user.pk), "message_id": message.pk, "duration_ms": duration_ms},
     )
     return JsonResponse({"id": message.pk, "status": "queued", "messages_this_hour": count}, status=202)
+
+
+@csrf_exempt
+@require_POST
+def campaign(request: HttpRequest) -> JsonResponse:
+    """Send a campaign: one ``deliver`` task per recipient (the seed's delivery success rate)."""
+    if _authenticate(request) is None:
+        return JsonResponse({"error": "authentication required"}, status=401)
+    try:
+        recipients = json.loads(request.body or b"{}").get("recipients")
+    except (ValueError, AttributeError):
+        recipients = None
+    if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients) or len(recipients) > 1000:
+        return JsonResponse({"error": '"recipients" must be a list of at most 1000 strings'}, status=400)
+    for recipient in recipients:
+        deliver.delay(recipient)
+    return JsonResponse({"queued": len(recipients)}, status=202)
 
 
 @require_GET
