@@ -136,7 +136,8 @@ def log_lines(quick: bool) -> dict:
     n = 2000 if quick else 50000
     out = {}
     formats = [("json", {}), ("text", {})]
-    flavors = getattr(log_setup, "FLAVORS", ())
+    from django_observe.logging.flavours import FLAVORS as flavors
+
     formats += [("json", {"flavor": f}) for f in flavors if f != "default"]
     for fmt, extra_kwargs in formats:
         log_setup.configure_logging(level="info", fmt=fmt, otel_enabled=False, handlers=True, **extra_kwargs)

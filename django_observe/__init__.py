@@ -10,9 +10,13 @@ Public API (see docs/):
 - ``django_observe.metrics.authorization()``: time custom authentication/authorization code.
 - ``django_observe.metrics``: ``counter()``, ``gauge()``, ``histogram()`` (business metrics declared once, summed
   across processes) and ``timed()`` (a decorator or context manager).
+- ``django_observe.queries.current()``: statements, time and repeated shapes of the current request or task.
+- ``{% load observe %}{% correlation_id %}`` and ``django_observe.context_processors.correlation``: the ID on
+  error pages.
 - ``django_observe.tracing.get_tracer()``: custom spans (a no-op tracer when tracing is off).
 - ``django_observe.health``: ``Database``, ``Cache``, ``Redis``, ``CeleryBroker``, ``CeleryWorkers``,
   ``Migrations``, ``Disk``, ``Memory`` checks, ``start_draining()``, ``is_draining()``.
+- Management commands: ``observe_health``, ``observe_config``, ``observe_rules``.
 """
 
 from __future__ import annotations
