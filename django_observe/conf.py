@@ -615,7 +615,7 @@ class ObserveConfig:
     tracing_excluded_urls: tuple[str, ...] = option(
         (r"/healthz$", r"/readyz$", r"/health$", r"/health/[^/]+$", r"/metrics$"),
         text_list,
-        "Regular expressions (searched in the URL without query) of requests that are not traced.",
+        "Regular expressions (searched in the request path) of requests that are not traced.",
     )
 
     # Filled by load_config: where each value came from (option name -> source).

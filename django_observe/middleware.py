@@ -100,6 +100,9 @@ class ObserveMiddleware:
 
         metrics = get_state()
         self.recorder = metrics.recorder if metrics is not None else None
+        from .tracing.setup import get_server_spans
+
+        self.spans = get_server_spans()
 
     # --- the three jobs
 
@@ -183,6 +186,10 @@ class ObserveMiddleware:
             exc_info=(type(exception), exception, exception.__traceback__) if exception is not None else None,
         )
 
+    def _end_span(self, request: HttpRequest, span: Any, status: int | None, exc: BaseException | None = None) -> None:
+        exception = exc if exc is not None else request.__dict__.get("_observe_exception")
+        self.spans.finish(request, span, status, request.correlation_id, user_id(request), exception)
+
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
         request._observe_exception = exception  # logged with the request line; Django still handles it
         if self.recorder is not None:
@@ -199,15 +206,20 @@ class ObserveMiddleware:
         start = time.perf_counter_ns()
         request.correlation_id = self._correlation_id(request)
         token = bind_correlation_id(request.correlation_id)
+        span = self.spans.start(request) if self.spans is not None else None
         metrics_token = self.recorder.begin() if self.recorder is not None else None
         query_token = queries.begin()
         try:
             response = self.get_response(request)
             self._finish(request, response, start, metrics_token, query_token)
-        except BaseException:
+        except BaseException as exc:
             queries.end(query_token)
+            if span is not None:
+                self._end_span(request, span, None, exc)
             reset_correlation_id(token)
             raise
+        if span is not None:
+            self._end_span(request, span, response.status_code)
         # Keep the ID bound until the server closes the response (after Django's own django.request
         # line and any streaming), then reset it: WSGI threads serve one request after another.
         response._resource_closers.append(functools.partial(_release, token))
@@ -222,8 +234,16 @@ class ObserveMiddleware:
         # Under ASGI each request runs in its own asyncio task, whose context ends with it: the ID
         # cannot leak into another request, and Django's own django.request line still carries it.
         bind_correlation_id(request.correlation_id)
+        span = self.spans.start(request) if self.spans is not None else None
         metrics_token = self.recorder.begin() if self.recorder is not None else None
         query_token = queries.begin()
-        response = await self.get_response(request)
-        self._finish(request, response, start, metrics_token, query_token)
+        try:
+            response = await self.get_response(request)
+            self._finish(request, response, start, metrics_token, query_token)
+        except BaseException as exc:
+            if span is not None:
+                self._end_span(request, span, None, exc)
+            raise
+        if span is not None:
+            self._end_span(request, span, response.status_code)
         return response

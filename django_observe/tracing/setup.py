@@ -24,8 +24,8 @@ logger = logging.getLogger("django_observe.tracing")
 _lock = threading.Lock()
 _provider: Any = None
 _config: ObserveConfig | None = None
+_server_spans: Any = None
 FLUSH_SECONDS = 5.0
-URL_ATTRIBUTES = ("http.url", "http.target", "url.full")
 EXPORT_LOGGERS = (
     "opentelemetry.exporter.otlp.proto.http.trace_exporter",
     "opentelemetry.exporter.otlp.proto.grpc.exporter",
@@ -163,43 +163,17 @@ def _describe(config: ObserveConfig) -> str:
     )
 
 
-def _response_hook(span: Any, request: Any, response: Any) -> None:
-    from opentelemetry.trace import Status, StatusCode
-
-    from ..correlation import get_correlation_id
-    from ..middleware import user_id
-
-    if not span.is_recording():
-        return
-    correlation_id = get_correlation_id()
-    if correlation_id:
-        span.set_attribute("correlation_id", correlation_id)
-    uid = user_id(request)
-    if uid is not None:
-        span.set_attribute("enduser.id", uid)
-    # Never record the query string (tokens, reset links): keep scheme, host and path only.
-    attributes = getattr(span, "attributes", None) or {}
-    for key in URL_ATTRIBUTES:
-        value = attributes.get(key)
-        if isinstance(value, str) and "?" in value:
-            span.set_attribute(key, value.split("?", 1)[0])
-    if "url.query" in attributes:
-        span.set_attribute("url.query", "")
-    if 400 <= response.status_code < 500:
-        # A client error (Http404, PermissionDenied raised by the view) is not a server error; OK is final.
-        span.set_status(Status(StatusCode.OK))
-    request._observe_span_context = span.get_span_context()
+def get_server_spans() -> Any:
+    """The request-span helper ``ObserveMiddleware`` uses (None when tracing is off)."""
+    return _server_spans
 
 
 def _instrument(config: ObserveConfig, django_settings: Any) -> None:
-    from opentelemetry.instrumentation.django import DjangoInstrumentor
+    global _server_spans
+    from .server import ServerSpans
 
-    # Position 1: after ObserveMiddleware, which answers probes before anything reads the Host header.
-    DjangoInstrumentor().instrument(
-        excluded_urls=",".join(config.tracing_excluded_urls),
-        response_hook=_response_hook,
-        middleware_position=1,
-    )
+    # Request spans come from ObserveMiddleware (see server.py), not from the contrib Django middleware.
+    _server_spans = ServerSpans(config.tracing_excluded_urls)
     optional = [
         ("celery", "opentelemetry.instrumentation.celery", "CeleryInstrumentor"),
         ("redis", "opentelemetry.instrumentation.redis", "RedisInstrumentor"),
@@ -221,7 +195,7 @@ def configure_tracing(config: ObserveConfig, *, role: str, django_settings: Any)
     global _config
     if not config.otel_enabled:
         return False
-    if not _installed("opentelemetry.sdk") or not _installed("opentelemetry.instrumentation.django"):
+    if not _installed("opentelemetry.sdk") or not _installed("opentelemetry.instrumentation"):
         from django.core.exceptions import ImproperlyConfigured
 
         raise ImproperlyConfigured(
