@@ -130,6 +130,24 @@ API = dashboard(
             "ops",
             w=24,
         ),
+        panel(
+            "SQL statements per request, p95 by route",
+            [
+                (
+                    "histogram_quantile(0.95, sum by (route, le) (rate(http_server_request_db_queries_bucket[5m])))",
+                    "{{route}}",
+                )
+            ],
+            0,
+            40,
+        ),
+        panel(
+            "N+1 requests / s by route (one statement repeated past DB_REPEATED_QUERY_THRESHOLD)",
+            [("sum by (route) (rate(http_server_repeated_queries_total[5m]))", "{{route}}")],
+            12,
+            40,
+            "ops",
+        ),
     ],
 )
 

@@ -234,8 +234,9 @@ def test_prometheus_scrapes_both_ports_and_the_seed_promql_answers(tmp_path):
                 )
                 assert float(tasks[0]["value"][1]) >= 80
                 # Every metric name used by the shipped dashboards, alerts and recording rules exists
-                # (a crash first, so that the exceptions counter has a sample).
+                # (a crash and an N+1 first, so that their counters have samples).
                 assert requests.get(server.url + "/api/crash", timeout=10).status_code == 500
+                assert requests.get(server.url + "/api/users/report?n=12", timeout=10).status_code == 200  # an N+1
                 exposed = sm.names(sm.scrape(web_port)) | sm.names(sm.scrape(worker_port))
                 used = set()
                 for expr in promql.shipped_expressions().values():

@@ -78,8 +78,13 @@ def test_settings_objectives_by_default_and_stdout(tmp_path):
     result = support.manage("observe_rules", env=support.project_env())
     document = yaml.safe_load(result.stdout)
     names = [g["name"] for g in document["groups"]]
-    assert names[:3] == ["django-observe-recording", "django-observe-critical", "django-observe-warning"]
-    assert names[3:] == ["django-observe-slo-api-availability", "django-observe-slo-api-latency"]  # testproject
+    assert names[:4] == [
+        "django-observe-recording",
+        "django-observe-critical",
+        "django-observe-warning",
+        "django-observe-infrastructure",
+    ]
+    assert names[4:] == ["django-observe-slo-api-availability", "django-observe-slo-api-latency"]  # testproject
     again = support.manage("observe_rules", env=support.project_env())
     assert again.stdout == result.stdout  # deterministic
 
