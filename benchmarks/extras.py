@@ -23,6 +23,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from .run import free_port, wait_port
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -46,31 +48,16 @@ def _get(url: str, timeout: float = 10) -> tuple[int, float]:
     return status, (time.perf_counter() - start) * 1000
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"port {port} did not open")
-
-
 @contextlib.contextmanager
 def _gunicorn(env: dict, workers: int = 2, threads: int = 16):
-    port = _free_port()
+    port = free_port()
     argv = [sys.executable, "-m", "gunicorn", "benchmarks.project.wsgi:application", "--bind", f"127.0.0.1:{port}"]
     argv += ["--workers", str(workers), "--threads", str(threads), "--log-level", "warning"]
     proc = subprocess.Popen(
         argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     try:
-        _wait(port)
+        wait_port(port)
         yield f"http://127.0.0.1:{port}"
     finally:
         os.killpg(proc.pid, 15)
@@ -113,11 +100,11 @@ def readyz(env: dict, quick: bool) -> dict:
 
 
 def scrape(env: dict, quick: bool) -> dict:
-    metrics_port = _free_port()
+    metrics_port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         mp_env = {**env, "METRICS_PORT": str(metrics_port), "METRICS_MULTIPROC_DIR": tmp}
         with _gunicorn(mp_env, workers=4, threads=1) as url:
-            _wait(metrics_port)
+            wait_port(metrics_port)
             for i in range(40 if quick else 400):
                 _get(url + ("/ping", "/db-cache", "/readyz", f"/missing/{i % 20}")[i % 4])
             metrics = f"http://127.0.0.1:{metrics_port}/metrics"
