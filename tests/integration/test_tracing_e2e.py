@@ -85,7 +85,10 @@ def test_one_trace_from_the_request_through_db_redis_and_the_task(stack):
     assert server.kind == SERVER and server.parent_span_id == ""
     assert server.resource["service.name"] == "testproject"
     assert server.attributes["enduser.id"]
-    assert "s3cret" not in json.dumps([s.attributes for s in trace])
+    attributes = json.dumps([s.attributes for s in trace])
+    assert "s3cret" not in attributes and stack["token"] not in attributes
+    assert server.attributes["url.path"] == "/api/chat" and server.attributes["http.route"] == "api/chat"
+    assert server.attributes["http.request.method"] == "POST" and server.attributes["http.response.status_code"] == 202
     db = [s for s in trace if s.attributes.get("db.system") == "postgresql" and s.parent_span_id == server.span_id]
     assert db, "database spans under the request"
     assert any(s.attributes.get("db.system") == "redis" and s.parent_span_id == server.span_id for s in trace)
@@ -112,6 +115,19 @@ def test_one_trace_from_the_request_through_db_redis_and_the_task(stack):
         if e.get("message") == "Chat message processed" and e.get("correlation_id") == "req_trace1"
     )
     assert task_line["trace_id"] == server.trace_id
+
+
+def test_an_incoming_traceparent_continues_the_callers_trace(stack):
+    receiver, web = stack["receiver"], stack["web"]
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    headers = {"traceparent": f"00-{trace_id}-{parent_id}-01", "X-Correlation-ID": "req_parent1"}
+    assert requests.get(web.url + "/api/ping?x=1", headers=headers, timeout=10).status_code == 200
+    server = wait_for(
+        receiver,
+        lambda spans: [s for s in spans if s.attributes.get("correlation_id") == "req_parent1" and s.kind == SERVER],
+    )[0]
+    assert (server.trace_id, server.parent_span_id) == (trace_id, parent_id)
+    assert server.name == "GET api/ping" and server.attributes["url.path"] == "/api/ping"
 
 
 def test_client_errors_are_not_span_errors_and_health_is_not_traced(stack):
