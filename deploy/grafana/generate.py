@@ -262,6 +262,50 @@ INFRA = dashboard(
             kind="stat",
         ),
         panel("Health check duration", [("max by (check) (health_check_duration_seconds)", "{{check}}")], 12, 24, "s"),
+        # The seed's infrastructure table (docs/key-metrics.md), from the scrape-time collectors.
+        panel(
+            "Database connections: pool used / size, server use of max_connections",
+            [
+                (
+                    'sum by (alias) (db_client_connection_count{state="used"})'
+                    " / sum by (alias) (db_client_connection_max)",
+                    "pool {{alias}}",
+                ),
+                ("max by (alias) (db_server_connections_usage_ratio)", "server {{alias}}"),
+            ],
+            0,
+            32,
+            "percentunit",
+        ),
+        panel(
+            "Redis memory used / maxmemory",
+            [("max by (redis) (redis_memory_used_bytes) / max by (redis) (redis_memory_max_bytes > 0)", "{{redis}}")],
+            12,
+            32,
+            "percentunit",
+        ),
+        panel(
+            "Disk used",
+            [("max by (instance, path) (disk_used_bytes / disk_total_bytes)", "{{instance}} {{path}}")],
+            0,
+            40,
+            "percentunit",
+        ),
+        panel(
+            "Host memory used",
+            [("max by (instance) (1 - host_memory_available_bytes / host_memory_total_bytes)", "{{instance}}")],
+            12,
+            40,
+            "percentunit",
+        ),
+        panel("Active users (sliding window)", [("max by (job) (active_users)", "{{job}}")], 0, 48, kind="stat"),
+        panel(
+            "Collector errors / s",
+            [("sum by (collector) (rate(metrics_collector_errors_total[5m]))", "{{collector}}")],
+            12,
+            48,
+            "ops",
+        ),
     ],
 )
 

@@ -238,6 +238,12 @@ def test_prometheus_scrapes_both_ports_and_the_seed_promql_answers(tmp_path):
                 assert requests.get(server.url + "/api/crash", timeout=10).status_code == 500
                 assert requests.get(server.url + "/api/users/report?n=12", timeout=10).status_code == 200  # an N+1
                 exposed = sm.names(sm.scrape(web_port)) | sm.names(sm.scrape(worker_port))
+                # Counters declared but not yet incremented (collector errors) have no sample, only a TYPE line.
+                for port in (web_port, worker_port):
+                    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+                    for line in text.splitlines():
+                        if line.startswith("# TYPE ") and line.endswith(" counter"):
+                            exposed.add(line.split()[2])  # the text format names counters with _total
                 used = set()
                 for expr in promql.shipped_expressions().values():
                     used |= promql.metric_names(expr)
