@@ -35,8 +35,9 @@ def names(samples: dict) -> set[str]:
 
 
 @contextlib.contextmanager
-def prometheus(targets: dict[str, int], interval: str = "1s") -> Iterator[str]:
-    """A real Prometheus (Debian's package) scraping ``{job: port}`` on loopback; yields its URL."""
+def prometheus(targets: dict[str, int], interval: str = "1s", rule_files: tuple[Path, ...] = ()) -> Iterator[str]:
+    """A real Prometheus (Debian's package) scraping ``{job: port}`` on loopback, evaluating ``rule_files``;
+    yields its URL."""
     binary = support.require_binary("prometheus")
     port = support.free_port()
     with tempfile.TemporaryDirectory(prefix="observe-prom-") as tmp:
@@ -45,8 +46,11 @@ def prometheus(targets: dict[str, int], interval: str = "1s") -> Iterator[str]:
             f"  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{target}']"
             for job, target in targets.items()
         )
+        rules = "".join(f"  - {path}\n" for path in rule_files)
         config.write_text(
-            f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\nscrape_configs:\n{jobs}\n"
+            f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
+            + (f"rule_files:\n{rules}" if rules else "")
+            + f"scrape_configs:\n{jobs}\n"
         )
         proc = subprocess.Popen(
             [

@@ -143,3 +143,43 @@ def test_tests_need_a_rule_file(tmp_path):
     result = support.manage("observe_rules", "--tests", str(tmp_path / "t.yml"), env=support.project_env(), check=False)
     assert result.returncode != 0
     assert "--tests needs --output FILE and --format rules" in result.stderr
+
+
+def test_generated_rules_evaluate_against_the_running_project(tmp_path):
+    """The SLO recording rules read what the project really exposes: a real Prometheus scrapes gunicorn,
+    evaluates the generated file, and the error ratios reflect the traffic (1 crash in 10 API requests)."""
+    import requests
+
+    from tests import support_load, support_metrics
+
+    port = support.free_port()
+    env = support.sqlite_env(tmp_path, SLOS=json.dumps(SLOS[:2]), METRICS_PORT=str(port))
+    rules = tmp_path / "slo.rules.yml"
+    support.manage("observe_rules", "--output", str(rules), env=env)
+    with support.gunicorn(env, tmp_path / "web.log", workers=2) as web:
+        support.wait_for_port("127.0.0.1", port, 20)
+        with support_metrics.prometheus({"django": port}, rule_files=(rules,)) as prom:
+            ping, crash = support_load.Request("GET", "/api/ping"), support_load.Request("GET", "/api/crash")
+            # rate() counts increases only: let Prometheus see both series before the measured traffic.
+            support_load.send_all(web.port, [ping, crash], concurrency=1, timeout=10)
+            support.wait_until(
+                lambda: support_metrics.query(prom, 'http_server_request_duration_seconds_count{status_code="500"}'),
+                timeout=20,
+                message="the 500 series scraped",
+            )
+            statuses = [r.status for r in support_load.send_all(web.port, ([ping] * 9 + [crash]) * 3, concurrency=2)]
+            assert statuses.count(500) == 3 and statuses.count(200) == 27
+
+            def ratio(slo):
+                result = support_metrics.query(prom, f'slo:sli_error:ratio_rate5m{{slo="{slo}",job="django"}}')
+                return [float(r["value"][1]) for r in result if r["value"][1] != "NaN"]
+
+            availability = support.wait_until(
+                lambda: [v for v in ratio("api-availability") if v > 0], timeout=30, message="availability SLI"
+            )
+            assert 0.05 < availability[0] < 0.2, availability  # 3 of 30 (rate() extrapolates a little)
+            # Every request answered well under 250 ms: nothing burns the latency objective.
+            assert support.wait_until(lambda: ratio("api-latency"), timeout=10, message="latency SLI") == [0.0]
+            loaded = requests.get(f"{prom}/api/v1/rules", timeout=10).json()["data"]["groups"]
+            alerts = {r["name"] for g in loaded for r in g["rules"] if r["type"] == "alerting"}
+            assert {"ApiAvailabilityErrorBudgetBurn", "ApiLatencyErrorBudgetBurn", "HighErrorRate"} <= alerts
