@@ -1,6 +1,7 @@
 """Outbound propagation: ``requests`` and ``httpx`` calls carry the current correlation ID.
 
-:func:`install` patches, once per process and only for the libraries that are importable:
+:func:`install` patches, once per process and only for the libraries that are importable (a library not
+imported yet is patched right after its first import, so nothing is imported for it up front):
 
 - ``requests.adapters.HTTPAdapter.send`` (every ``Session``, so ``requests.get()`` too);
 - ``httpx.HTTPTransport.handle_request`` and ``httpx.AsyncHTTPTransport.handle_async_request`` (every
@@ -21,7 +22,11 @@ The cost on each call is a context variable read, a header lookup and, with an a
 from __future__ import annotations
 
 import functools
+import importlib.abc
+import importlib.util
+import logging
 import re
+import sys
 import types
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -227,22 +232,64 @@ def _patch(owner: type, name: str, wrap: Callable[[Callable[..., Any]], Callable
     setattr(owner, name, wrapper)
 
 
-def _targets() -> list[tuple[str, type, str, Callable[[Callable[..., Any]], Callable[..., Any]]]]:
-    targets = []
-    try:
-        from requests.adapters import HTTPAdapter
-    except ImportError:
-        pass
-    else:
-        targets.append(("requests", HTTPAdapter, "send", _wrap_requests_send))
-    try:
-        import httpx
-    except ImportError:
-        pass
-    else:
-        targets.append(("httpx", httpx.HTTPTransport, "handle_request", _wrap_httpx_handle_request))
-        targets.append(("httpx", httpx.AsyncHTTPTransport, "handle_async_request", _wrap_httpx_handle_async_request))
-    return targets
+def _patch_requests() -> None:
+    from requests.adapters import HTTPAdapter
+
+    _patch(HTTPAdapter, "send", _wrap_requests_send)
+
+
+def _patch_httpx() -> None:
+    import httpx
+
+    _patch(httpx.HTTPTransport, "handle_request", _wrap_httpx_handle_request)
+    _patch(httpx.AsyncHTTPTransport, "handle_async_request", _wrap_httpx_handle_async_request)
+
+
+# library -> (module whose import completes the classes we patch, patch function)
+_LIBRARIES: dict[str, tuple[str, Callable[[], None]]] = {
+    "requests": ("requests.adapters", _patch_requests),
+    "httpx": ("httpx", _patch_httpx),
+}
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Patches a library right after its first import, so installing costs no import of a library the
+    process may never use (``requests`` and ``httpx`` together: about 100 ms and 9 MB per process)."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, Callable[[], None]] = {}
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        patch = self.pending.get(fullname)
+        if patch is None:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        # Not marked done here: importlib.util.find_spec() asks too, without importing anything.
+        exec_module = loader.exec_module
+
+        def exec_then_patch(module: types.ModuleType) -> None:
+            exec_module(module)
+            self.pending.pop(fullname, None)
+            try:
+                patch()
+            except Exception:  # never break the customer's import
+                logging.getLogger("django_observe").warning("could not patch %s for correlation", fullname)
+
+        loader.exec_module = exec_then_patch
+        return spec
+
+
+_hook = _PatchOnImport()
 
 
 def install(config: ObserveConfig) -> tuple[str, ...]:
@@ -263,11 +310,24 @@ def install(config: ObserveConfig) -> tuple[str, ...]:
         return ()
     _policy = _Policy(config.correlation_headers[0], HostAllowlist(config.correlation_propagate_hosts))
     libraries = []
-    for library, owner, name, wrap in _targets():
-        _patch(owner, name, wrap)
-        if library not in libraries:
-            libraries.append(library)
+    for library, (module, patch) in _LIBRARIES.items():
+        if module in sys.modules:
+            patch()
+        elif _installed(library):
+            _hook.pending[module] = patch
+        else:
+            continue
+        libraries.append(library)
+    if _hook.pending and _hook not in sys.meta_path:
+        sys.meta_path.insert(0, _hook)
     return tuple(libraries)
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def installed() -> tuple[str, ...]:
@@ -285,6 +345,9 @@ def uninstall() -> None:
     """
     global _policy
     _policy = None
+    _hook.pending.clear()
+    if _hook in sys.meta_path:
+        sys.meta_path.remove(_hook)
     for (owner, name), (original, wrapper) in list(_originals.items()):
         # An identity check: a wrapt proxy around our wrapper would answer for our attributes too.
         if owner.__dict__.get(name) is wrapper:

@@ -423,3 +423,24 @@ def test_an_id_that_is_not_a_valid_header_value_is_not_sent_and_the_call_succeed
             assert httpx.get(f"{recorder.url}/badx{i}", timeout=5).status_code == 200
         assert HEADER not in recorder.one(f"/bad{i}") and HEADER not in recorder.one(f"/badx{i}")
         assert "x-injected" not in recorder.one(f"/bad{i}")
+
+
+def test_a_library_not_imported_at_startup_is_patched_on_its_first_import(tmp_path):
+    """Installing imports nothing: httpx (about 5 MB) is patched when the application first imports it."""
+    probe = (
+        "import django, sys; django.setup()\n"
+        "from django_observe import propagation\n"
+        "before = 'httpx' in sys.modules\n"
+        "import httpx\n"
+        "print(before, propagation.installed())\n"
+        "ours = propagation._originals[(httpx.HTTPTransport, 'handle_request')][1]\n"
+        "print(httpx.HTTPTransport.__dict__['handle_request'] is ours)\n"
+    )
+    env = support.sqlite_env(tmp_path)
+    result = subprocess.run(
+        [support.PYTHON, "-c", probe], cwd=support.ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.splitlines()[-2:]
+    assert first.startswith("False ") and "'httpx'" in first, result.stdout
+    assert second == "True", result.stdout
