@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["FLAVORS", "Service", "datadog", "ecs", "flavor_processor", "gcp", "traceback_text"]
 
@@ -152,6 +152,64 @@ def _dd_id(hex_id: Any, width: int) -> str | None:
         return None
 
 
+class _FieldNames(NamedTuple):
+    """Where a platform wants the request line's HTTP fields and an exception."""
+
+    method: str
+    path: str
+    status: str
+    user_agent: str
+    duration_ns: str
+    error_type: str
+    error_message: str
+    error_stack: str
+
+
+_DD_NAMES = _FieldNames(
+    "http.method",
+    "http.url_details.path",
+    "http.status_code",
+    "http.useragent",
+    "duration",
+    "error.kind",
+    "error.message",
+    "error.stack",
+)
+_ECS_NAMES = _FieldNames(
+    "http.request.method",
+    "url.path",
+    "http.response.status_code",
+    "user_agent.original",
+    "event.duration",
+    "error.type",
+    "error.message",
+    "error.stack_trace",
+)
+
+
+def _request_and_error(event_dict: dict, out: dict[str, Any], request_line: bool, names: _FieldNames) -> None:
+    """Move the request line's HTTP fields (when ``request_line``) and the exception to ``names``."""
+    pop = event_dict.pop
+    user_agent = pop(USER_AGENT, None)
+    if request_line and "status" in event_dict:
+        out[names.method] = pop("method", None)
+        out[names.path] = pop("path", None)
+        out[names.status] = pop("status")
+        if user_agent:
+            out[names.user_agent] = user_agent
+        duration_ms = event_dict.get("duration_ms")
+        if isinstance(duration_ms, (int, float)) and not isinstance(duration_ms, bool):
+            out[names.duration_ns] = int(duration_ms * 1_000_000)
+    exception = pop("exception", None)
+    if exception:
+        if isinstance(exception, list):
+            out[names.error_type] = exception[0].get("type")
+            out[names.error_message] = exception[0].get("value")
+            out[names.error_stack] = traceback_text(exception)
+        else:
+            out[names.error_stack] = str(exception)
+
+
 class datadog:  # noqa: N801
     """Datadog (the Agent tailing stdout or a container's logs, JSON parsed automatically).
 
@@ -192,24 +250,7 @@ class datadog:  # noqa: N801
                 out["dd.span_id"] = span_id
         if "user_id" in event_dict:
             out["usr.id"] = pop("user_id")
-        user_agent = pop(USER_AGENT, None)
-        if out["logger.name"] == REQUEST_LOGGER and "status" in event_dict:
-            out["http.method"] = pop("method", None)
-            out["http.url_details.path"] = pop("path", None)
-            out["http.status_code"] = pop("status")
-            if user_agent:
-                out["http.useragent"] = user_agent
-            duration_ms = event_dict.get("duration_ms")
-            if isinstance(duration_ms, (int, float)) and not isinstance(duration_ms, bool):
-                out["duration"] = int(duration_ms * 1_000_000)
-        exception = pop("exception", None)
-        if exception:
-            if isinstance(exception, list):
-                out["error.kind"] = exception[0].get("type")
-                out["error.message"] = exception[0].get("value")
-                out["error.stack"] = traceback_text(exception)
-            else:
-                out["error.stack"] = str(exception)
+        _request_and_error(event_dict, out, out["logger.name"] == REQUEST_LOGGER, _DD_NAMES)
         return _move_rest(event_dict, out, _DD_RESERVED, "dd.")
 
 
@@ -258,24 +299,7 @@ class ecs:  # noqa: N801
                 out["span.id"] = span_id
         if "user_id" in event_dict:
             out["user.id"] = pop("user_id")
-        user_agent = pop(USER_AGENT, None)
-        if out["log.logger"] == REQUEST_LOGGER and "status" in event_dict:
-            out["http.request.method"] = pop("method", None)
-            out["url.path"] = pop("path", None)
-            out["http.response.status_code"] = pop("status")
-            if user_agent:
-                out["user_agent.original"] = user_agent
-            duration_ms = event_dict.get("duration_ms")
-            if isinstance(duration_ms, (int, float)) and not isinstance(duration_ms, bool):
-                out["event.duration"] = int(duration_ms * 1_000_000)
-        exception = pop("exception", None)
-        if exception:
-            if isinstance(exception, list):
-                out["error.type"] = exception[0].get("type")
-                out["error.message"] = exception[0].get("value")
-                out["error.stack_trace"] = traceback_text(exception)
-            else:
-                out["error.stack_trace"] = str(exception)
+        _request_and_error(event_dict, out, out["log.logger"] == REQUEST_LOGGER, _ECS_NAMES)
         return _move_rest(event_dict, out)
 
 
