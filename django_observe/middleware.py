@@ -70,6 +70,11 @@ def user_id(request: HttpRequest) -> str | None:
     return None
 
 
+def _route(request: HttpRequest) -> str:
+    match = request.resolver_match
+    return match.route if match is not None else UNMATCHED_ROUTE
+
+
 def _release(token: Any) -> None:
     try:
         reset_correlation_id(token)
@@ -137,9 +142,7 @@ class ObserveMiddleware:
         elif header.lower() not in (h.strip().lower() for h in exposed.split(",")):
             response["Access-Control-Expose-Headers"] = f"{exposed}, {header}"
         if stats is not None and stats.repeated:
-            match = request.resolver_match
-            route = match.route if match is not None else UNMATCHED_ROUTE
-            queries.log_repeated(stats, method=request.method, route=route)
+            queries.log_repeated(stats, method=request.method, route=_route(request))
         if self.log_requests:
             self._log(request, response, start, stats)
 
@@ -151,7 +154,7 @@ class ObserveMiddleware:
         level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
         if not request_logger.isEnabledFor(level):
             return
-        route = match.route if match is not None else UNMATCHED_ROUTE
+        route = _route(request)
         duration_ms = round((time.perf_counter_ns() - start) / 1e6, 2)
         if self.sampler is not None and not self.sampler.keep(request.path, route, status, duration_ms):
             return

@@ -19,9 +19,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["ServerSpans"]
+from ..metrics.http import STANDARD_METHODS
 
-STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+__all__ = ["ServerSpans"]
 
 
 class _MetaGetter:
