@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .run import free_port, wait_port
+from .ports import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -29,7 +29,7 @@ __all__ = ["__version__", "get_config", "get_correlation_id"]
 def __getattr__(name: str):
     # Lazy, so that listing "django_observe" in INSTALLED_APPS imports nothing from Django.
     if name == "get_config":
-        from .conf import get_config
+        from .runtime import get_config
 
         return get_config
     if name == "get_correlation_id":

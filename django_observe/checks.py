@@ -2,31 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core import checks
 
-from .conf import ConfigError
+from .runtime import current
 
-__all__ = ["check_configuration", "check_urls"]
-
-# Filled by AppConfig.ready() when the configuration could not be loaded.
-startup_errors: list[ConfigError] = []
+__all__ = ["check_configuration", "check_urls", "register"]
 
 
-@checks.register("django_observe")
-def check_configuration(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+def register() -> None:
+    """Register the checks (``AppConfig.ready()``)."""
+    checks.register(check_configuration, "django_observe")
+    checks.register(check_urls, "django_observe", checks.Tags.urls)
+
+
+def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """django_observe.E001: an option has an invalid value (the message names it and what is accepted)."""
+    runtime = current()
     return [
         checks.Error(
             error.message,
             hint=error.hint or "See the configuration reference in docs/configuration.md.",
             id="django_observe.E001",
         )
-        for error in startup_errors
+        for error in (runtime.errors if runtime is not None else ())
     ]
 
 
-@checks.register("django_observe", checks.Tags.urls)
-def check_urls(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+def check_urls(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """django_observe.W001: the health endpoints are not routed."""
     from django.urls import NoReverseMatch, reverse
 

@@ -1,7 +1,7 @@
 """Correlation IDs: one ID per request or task, in a context variable.
 
 The ID is bound for the whole life of a request (by ``ObserveMiddleware``) or a
-Celery task (by ``django_observe.celery_integration``), read with
+Celery task (by ``django_observe.integrations.celery``), read with
 :func:`get_correlation_id`, and reset afterwards, so concurrent requests in
 threads or asyncio tasks never see each other's ID.
 """

@@ -12,9 +12,13 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["QueryStats", "QueryWrapper", "begin", "current", "end", "install", "log_repeated"]
+if TYPE_CHECKING:
+    from .metrics.catalogue import Catalogue
+
+__all__ = ["QueryCounter", "QueryStats", "QueryWrapper", "current", "install", "log_repeated"]
 
 logger = logging.getLogger("django_observe.db")
 STATEMENT_CHARS = 300
@@ -58,8 +62,6 @@ class QueryStats:
 
 
 _current: contextvars.ContextVar[QueryStats | None] = contextvars.ContextVar("django_observe_query_stats", default=None)
-_threshold = 10
-_enabled = False
 
 
 def current() -> QueryStats | None:
@@ -67,23 +69,37 @@ def current() -> QueryStats | None:
     return _current.get()
 
 
-def begin() -> contextvars.Token | None:
-    """Start counting for a request or task (None when counting is off)."""
-    if not _enabled:
-        return None
-    return _current.set(QueryStats(_threshold))
+class QueryCounter:
+    """Opens and closes the :class:`QueryStats` of requests and tasks.
 
+    Args:
+        enabled: count statements (``DB_QUERY_STATS``); off, :meth:`begin` returns None and costs nothing.
+        threshold: a shape run more often than this in one request or task is an N+1
+            (``DB_REPEATED_QUERY_THRESHOLD``).
+    """
 
-def end(token: contextvars.Token | None) -> QueryStats | None:
-    """Stop counting; returns what ran since :func:`begin`."""
-    if token is None:
-        return None
-    stats = _current.get()
-    try:
-        _current.reset(token)
-    except ValueError:  # ended in another context (a response closed elsewhere): just clear it
-        _current.set(None)
-    return stats
+    __slots__ = ("enabled", "threshold")
+
+    def __init__(self, enabled: bool, threshold: int = 10):
+        self.enabled, self.threshold = enabled, threshold
+
+    def begin(self) -> contextvars.Token[QueryStats | None] | None:
+        """Start counting for a request or task (None when counting is off)."""
+        if not self.enabled:
+            return None
+        return _current.set(QueryStats(self.threshold))
+
+    @staticmethod
+    def end(token: contextvars.Token[QueryStats | None] | None) -> QueryStats | None:
+        """Stop counting; returns what ran since :meth:`begin`."""
+        if token is None:
+            return None
+        stats = _current.get()
+        try:
+            _current.reset(token)
+        except ValueError:  # ended in another context (a response closed elsewhere): just clear it
+            _current.set(None)
+        return stats
 
 
 def log_repeated(stats: QueryStats, **fields: Any) -> None:
@@ -132,25 +148,20 @@ class QueryWrapper:
                 stats.add(sql, elapsed)
 
 
-def install(*, catalogue: Any = None, count: bool = True, repeated_threshold: int = 10) -> bool:
-    """Wrap every database connection as it opens. Returns False when there is nothing to do.
+def install(catalogue: Callable[[], Catalogue | None]) -> None:
+    """Wrap every database connection as it opens (once per process; safe to call again).
 
     Args:
-        catalogue: the metrics catalogue (``db_client_*`` metrics), or None when DB metrics are off.
-        count: keep per-request and per-task counts (``db_queries``/``db_ms`` on log lines).
-        repeated_threshold: a shape run more often than this in one request or task is an N+1.
+        catalogue: returns the metrics catalogue for the ``db_client_*`` metrics, or None when DB metrics
+            are off; read when each connection opens, so a rebuilt runtime applies to new connections.
     """
-    global _enabled, _threshold
-    if catalogue is None and not count:
-        return False
-    _enabled, _threshold = count, repeated_threshold
     from django.db.backends.signals import connection_created
 
     def on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
-        if catalogue is not None:
-            catalogue.db_connections.labels(connection.alias, connection.vendor).inc()
+        metrics = catalogue()
+        if metrics is not None:
+            metrics.db_connections.labels(connection.alias, connection.vendor).inc()
         if not any(isinstance(w, QueryWrapper) for w in connection.execute_wrappers):
-            connection.execute_wrappers.append(QueryWrapper(catalogue, connection.alias, connection.vendor))
+            connection.execute_wrappers.append(QueryWrapper(metrics, connection.alias, connection.vendor))
 
     connection_created.connect(on_connection_created, weak=False, dispatch_uid="django_observe.queries")
-    return True

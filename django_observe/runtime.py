@@ -1,38 +1,106 @@
-"""What kind of process this is: web server, Celery worker, or a one-off command."""
+"""The runtime: everything django_observe builds for this process, in one object, the only singleton.
+
+``AppConfig.ready()`` builds it from the validated configuration (``django_observe.wiring``) and installs it
+here; the middleware, the views, the commands and the patched library functions read it at call time with
+:func:`current`. Rebuilding it (``wiring.rebuild()``, run on Django's ``setting_changed`` signal for
+``DJANGO_OBSERVE``, ``LOG_LEVEL``, ``LOG_FORMAT`` and ``OTEL_ENABLED``) swaps every part at once.
+
+This module imports nothing of django_observe at run time, so every layer may read it.
+"""
 
 from __future__ import annotations
 
-import os
-import sys
+import dataclasses
+import threading
+from typing import TYPE_CHECKING
 
-__all__ = ["is_management_command", "process_role"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-_COMMANDS = {"manage.py", "django-admin", "django-admin.py"}
+    from .conf import ConfigError, ObserveConfig
+    from .correlation import CorrelationPolicy
+    from .health.runner import HealthRunner
+    from .integrations.http_clients import OutboundPolicy
+    from .metrics.setup import MetricsState
+    from .queries import QueryCounter
+    from .tracing.setup import TracingState
+
+__all__ = ["Runtime", "current", "get_config", "get_runtime", "install", "uninstall"]
 
 
-def is_management_command(argv: list[str] | None = None) -> bool:
-    argv = sys.argv if argv is None else argv
-    if not argv:
-        return False
-    name = os.path.basename(argv[0])
-    return name in _COMMANDS or (name == "__main__.py" and "django" in argv[0])
+@dataclasses.dataclass(eq=False)
+class Runtime:
+    """What this process runs.
+
+    Attributes:
+        config: the validated configuration.
+        role: ``web``, ``worker`` or ``command`` (``django_observe.process.process_role``).
+        correlation: which incoming correlation IDs are accepted, and how new ones look.
+        health: the checks and their runner.
+        metrics: the catalogue, the request recorder and the scrape-time collectors; None with metrics off.
+        tracing: the tracer provider and the request-span factory; None with tracing off.
+        queries: per-request and per-task statement counting.
+        outbound: who gets the correlation header on outbound HTTP calls; None with propagation off.
+        logging_setup: configures the process's logging (None when the project keeps its own); Celery calls
+            it when a worker starts.
+        errors: configuration errors found at start-up (reported by ``manage.py check``).
+        integrations: the libraries wired (``celery``, ``requests``, ...).
+    """
+
+    config: ObserveConfig
+    role: str
+    correlation: CorrelationPolicy
+    health: HealthRunner | None = None
+    metrics: MetricsState | None = None
+    tracing: TracingState | None = None
+    queries: QueryCounter | None = None
+    outbound: OutboundPolicy | None = None
+    logging_setup: Callable[[], None] | None = None
+    errors: tuple[ConfigError, ...] = ()
+    integrations: tuple[str, ...] = ()
 
 
-def process_role(argv: list[str] | None = None) -> str:
-    """``web`` (gunicorn, uvicorn, runserver's serving child, other WSGI/ASGI hosts), ``worker``
-    (Celery worker), or ``command`` (migrate, shell, test, celery inspect, ...)."""
-    argv = sys.argv if argv is None else argv
-    prog = os.path.basename(argv[0]) if argv else ""
-    if prog == "__main__.py":  # python -m gunicorn / uvicorn / celery
-        prog = os.path.basename(os.path.dirname(argv[0]))
-    if prog in {"gunicorn", "uvicorn", "daphne", "hypercorn", "granian", "uwsgi"} or "gunicorn" in prog:
-        return "web"
-    if prog == "celery" or prog.startswith("celery"):
-        return "worker" if "worker" in argv[1:] else "command"
-    if is_management_command(argv):
-        if len(argv) > 1 and argv[1] == "runserver":
-            return "web" if os.environ.get("RUN_MAIN") == "true" or "--noreload" in argv else "command"
-        return "command"
-    if "mod_wsgi" in sys.modules or "uwsgi" in sys.modules:
-        return "web"
-    return "command"
+_lock = threading.Lock()
+_current: Runtime | None = None
+
+
+def current() -> Runtime | None:
+    """The installed runtime, or None before ``django.setup()``."""
+    return _current
+
+
+def get_runtime() -> Runtime:
+    """The installed runtime.
+
+    Raises:
+        RuntimeError: django_observe is not set up (not in ``INSTALLED_APPS``, or ``django.setup()`` not run).
+    """
+    runtime = _current
+    if runtime is None:
+        raise RuntimeError('django_observe is not set up: add "django_observe" to INSTALLED_APPS')
+    return runtime
+
+
+def get_config() -> ObserveConfig:
+    """The validated configuration of this process (``django_observe.get_config()``).
+
+    Raises:
+        RuntimeError: django_observe is not set up.
+    """
+    return get_runtime().config
+
+
+def install(runtime: Runtime) -> Runtime | None:
+    """Make ``runtime`` the current one; returns the one it replaces."""
+    global _current
+    with _lock:
+        previous, _current = _current, runtime
+    return previous
+
+
+def uninstall() -> Runtime | None:
+    """Remove the current runtime (tests); returns it."""
+    global _current
+    with _lock:
+        previous, _current = _current, None
+    return previous

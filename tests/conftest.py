@@ -4,11 +4,11 @@ import pytest
 @pytest.fixture(autouse=True)
 def _fresh_health_cache():
     """Each test sees fresh health results (the runner's TTL cache is per process)."""
-    from django_observe.health import state
+    from django_observe.runtime import current
 
-    runner = state._runner
-    if runner is not None:
-        runner._cache.clear()
+    runtime = current()
+    if runtime is not None and runtime.health is not None:
+        runtime.health.clear_cache()
     yield
 
 
@@ -16,22 +16,15 @@ def _fresh_health_cache():
 def observe(settings):
     """Reconfigure django_observe in-process: ``observe(HEALTH_DETAILS="never", ...)``.
 
-    Builds the config exactly as the app does (load_config from settings, no environment)
-    and rebuilds the health runner; restores the original afterwards.
+    Rebuilds the runtime exactly as the app does (from settings, no environment); pytest-django's
+    ``settings`` fixture restores the settings afterwards, and ``setting_changed`` rebuilds the original.
     """
-    from django_observe import apps, conf
-    from django_observe.health import state
+    from django_observe import wiring
 
-    original_config, original_runner = conf.get_config(), state._runner
     base = dict(getattr(settings, "DJANGO_OBSERVE", {}))
 
     def apply(**options):
         settings.DJANGO_OBSERVE = {**base, **options}
-        config = conf.load_config(settings, environ={})
-        conf.set_config(config)
-        apps.configure_health()
-        return config
+        return wiring.rebuild(environ={}).config
 
     yield apply
-    conf.set_config(original_config)
-    state._runner = original_runner

@@ -16,8 +16,9 @@ __all__ = ["install_sigterm_handler", "is_draining", "start_draining", "stop_dra
 
 logger = logging.getLogger("django_observe.health")
 
+# Set by SIGTERM (a process fact, like the signal itself): shared by every runtime this process builds.
 _draining = threading.Event()
-_installed = False
+_HANDLER_MARK = "_django_observe_drain"
 
 
 def is_draining() -> bool:
@@ -38,10 +39,11 @@ def install_sigterm_handler(delay: float = 0.0) -> bool:
 
     Only possible from the main thread; returns False elsewhere.
     """
-    global _installed
-    if _installed or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         return False
     previous = signal.getsignal(signal.SIGTERM)
+    if getattr(previous, _HANDLER_MARK, False):
+        return False  # ours is installed already
 
     def hand_over(signum, frame):
         if callable(previous):
@@ -62,6 +64,6 @@ def install_sigterm_handler(delay: float = 0.0) -> bool:
         timer.daemon = True
         timer.start()
 
+    setattr(on_sigterm, _HANDLER_MARK, True)
     signal.signal(signal.SIGTERM, on_sigterm)
-    _installed = True
     return True

@@ -113,6 +113,10 @@ class HealthRunner:
         self.listeners: list = []  # called with each fresh CheckResult (metrics record them)
         self.runs = 0  # checks actually executed (not served from cache); for tests and metrics
 
+    def clear_cache(self) -> None:
+        """Forget the cached results: the next run of each check runs it."""
+        self._cache.clear()
+
     def select(self, *, critical_only: bool = False, exclude: Iterable[str] = ()) -> list[CheckSpec]:
         skipped = set(exclude)
         return [spec for spec in self.specs.values() if spec.id not in skipped and (spec.critical or not critical_only)]

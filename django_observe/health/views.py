@@ -9,10 +9,11 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from ..conf import get_config
+from ..runtime import get_runtime
 from ..security import bearer_token_matches
-from . import drain, render, state
+from . import drain, render
 from .render import FULL, PUBLIC, STATUS
+from .runner import HealthRunner
 
 try:  # Django 5.1+
     from django.contrib.auth.decorators import login_not_required
@@ -46,7 +47,7 @@ def _method_not_allowed() -> HttpResponse:
 
 async def is_authorized(request: HttpRequest) -> bool:
     """A valid ``Authorization: Bearer <HEALTH_TOKEN>`` or an active staff session."""
-    config = get_config()
+    config = get_runtime().config
     header = request.headers.get("Authorization", "")
     if config.health_token and header and bearer_token_matches(header, config.health_token):
         return True
@@ -58,7 +59,7 @@ async def is_authorized(request: HttpRequest) -> bool:
 
 
 async def _detail_level(request: HttpRequest) -> str:
-    policy = get_config().health_details
+    policy = get_runtime().config.health_details
     if policy == "never":
         return STATUS
     authorized = await is_authorized(request)
@@ -67,15 +68,22 @@ async def _detail_level(request: HttpRequest) -> str:
     return PUBLIC if policy == "always" else STATUS
 
 
+def _runner(runner: HealthRunner | None) -> HealthRunner:
+    if runner is None:  # the checks could not be built: manage.py check reports why
+        raise RuntimeError("django_observe health checks are not configured (see manage.py check)")
+    return runner
+
+
 def _excluded(request: HttpRequest) -> set[str]:
     return {part.strip() for value in request.GET.getlist("exclude") for part in value.split(",") if part.strip()}
 
 
 async def _report(request: HttpRequest, *, critical_only: bool) -> HttpResponse:
-    runner = state.get_runner()
+    runtime = get_runtime()
+    runner = _runner(runtime.health)
     results = await runner.run(runner.select(critical_only=critical_only, exclude=_excluded(request)))
     level = await _detail_level(request)
-    config = get_config()
+    config = runtime.config
     status = render.overall_status(results)
     code = 503 if status == "unhealthy" else 200
     if render.wants_health_json(request.headers.get("Accept", "")):
@@ -121,7 +129,8 @@ async def health_check_detail(request: HttpRequest, check_id: str) -> HttpRespon
     """One check by id (``/health/database``); 503 when it fails, 404 for an unknown id."""
     if request.method not in ALLOWED:
         return _method_not_allowed()
-    runner = state.get_runner()
+    runtime = get_runtime()
+    runner = _runner(runtime.health)
     spec = runner.specs.get(check_id)
     if spec is None:
         return _response({"status": "error", "error": "Unknown health check", "checks": sorted(runner.specs)}, 404)
@@ -130,7 +139,7 @@ async def health_check_detail(request: HttpRequest, check_id: str) -> HttpRespon
     code = 503 if result.status == "fail" else 200
     if render.wants_health_json(request.headers.get("Accept", "")):
         body = render.health_json_body(
-            [result], level=level, version=get_config().service_version, service_id=get_config().service_name
+            [result], level=level, version=runtime.config.service_version, service_id=runtime.config.service_name
         )
         body["status"] = {"pass": "pass", "warn": "warn", "fail": "fail"}[result.status]
         return _response(body, code, render.HEALTH_JSON)

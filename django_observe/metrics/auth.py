@@ -12,13 +12,12 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .http import request_state
+from ..requestinfo import request_state
+from ..runtime import current
 
 __all__ = ["AuthorizationTimer", "authorization", "install_auth_instrumentation"]
 
 ALLOW = {"allow", "authenticated"}
-
-_catalogue = None
 
 
 class AuthorizationTimer:
@@ -53,8 +52,9 @@ def authorization(mechanism: str) -> Iterator[AuthorizationTimer]:
 
 
 def _record(mechanism: str, decision: str, seconds: float) -> None:
-    if _catalogue is not None:
-        _catalogue.authorization_duration.labels(mechanism, decision).observe(seconds)
+    runtime = current()
+    if runtime is not None and runtime.metrics is not None:
+        runtime.metrics.catalogue.authorization_duration.labels(mechanism, decision).observe(seconds)
     if decision in ALLOW:
         state = request_state.get()
         if state is not None:
@@ -73,10 +73,9 @@ def _timed_session_user(get_user: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return get_user_timed
 
 
-def install_auth_instrumentation(catalogue: Any) -> None:
-    """Wrap Django's session user loading and, when installed, DRF's authentication and permissions."""
-    global _catalogue
-    _catalogue = catalogue
+def install_auth_instrumentation() -> None:
+    """Wrap Django's session user loading and, when installed, DRF's authentication and permissions (once;
+    the wrappers record into the current runtime's catalogue)."""
     from django.contrib.auth import middleware as auth_middleware
 
     if not getattr(auth_middleware.get_user, "_django_observe", False):

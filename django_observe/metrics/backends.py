@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..runtime import current
+
 __all__ = ["install_cache_instrumentation"]
 
 _INSTRUMENTED = "_django_observe_metrics"
@@ -61,8 +63,9 @@ def _wrap(method: Any, counter: Any, operation: str) -> Any:
     return operation_wrapper
 
 
-def install_cache_instrumentation(catalogue: Any) -> None:
-    """Count operations of every cache alias (``cache_operations_total{cache,operation,result}``)."""
+def install_cache_instrumentation() -> None:
+    """Count operations of every cache alias (``cache_operations_total{cache,operation,result}``), once per
+    process; a cache connection opened while the current runtime has cache metrics off is left alone."""
     from django.core.cache import CacheHandler
 
     if getattr(CacheHandler.create_connection, _INSTRUMENTED, False):
@@ -71,7 +74,10 @@ def install_cache_instrumentation(catalogue: Any) -> None:
 
     def create_connection(self: Any, alias: str) -> Any:
         backend = original(self, alias)
-        counter = catalogue.cache_operations
+        runtime = current()
+        if runtime is None or runtime.metrics is None or not runtime.config.metrics_cache:
+            return backend
+        counter = runtime.metrics.catalogue.cache_operations
 
         class Bound:
             @staticmethod

@@ -29,6 +29,8 @@ from typing import Any, TypeVar
 
 from asgiref.sync import iscoroutinefunction
 
+from ..runtime import current
+
 __all__ = ["Counter", "Gauge", "Histogram", "counter", "gauge", "histogram", "timed"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -36,6 +38,8 @@ _NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _RESERVED = {"amount", "value", "le", "quantile"}
 _MODES = {"livesum", "liveall", "sum", "max", "min", "mostrecent", "livemax", "livemin", "livemostrecent", "all"}
 
+# Declarations, made at import time before any runtime exists (like prometheus_client's REGISTRY): the
+# table only keeps one name from being declared twice with different shapes. Values live in the runtime.
 _declared: dict[str, BusinessMetric] = {}
 _lock = threading.Lock()
 
@@ -68,25 +72,28 @@ class BusinessMetric:
         self.name, self.documentation, self.labelnames = name, documentation, tuple(labelnames)
         self.options = options
         self._metric: Any = None
+        self._state: Any = None  # the MetricsState the metric was created for
         self._guards: tuple[Any, ...] = ()
         self._children: dict[tuple[str, ...], Any] = {}
 
     def _resolve(self) -> Any:
-        if self._metric is not None:
-            return self._metric
-        from .setup import get_state
-
-        state = get_state()
+        runtime = current()
+        state = runtime.metrics if runtime is not None else None
         if state is None:
             return None
+        if self._state is state:
+            return self._metric
         with _lock:
-            if self._metric is None:
+            if self._state is not state:  # first use, or the runtime was rebuilt
                 catalogue = state.catalogue
                 self._guards = tuple(catalogue.guard(self.name, label) for label in self.labelnames)
-                self._metric = self._create(catalogue.namespace)
+                self._metric = self._create(catalogue.namespace, state.registry)
+                state.owned.append(self._metric)
+                self._children = {}
+                self._state = state
         return self._metric
 
-    def _create(self, namespace: str) -> Any:
+    def _create(self, namespace: str, registry: Any) -> Any:
         raise NotImplementedError
 
     def labels(self, *values: Any, **labels: Any) -> Any:
@@ -118,10 +125,10 @@ class BusinessMetric:
 class Counter(BusinessMetric):
     kind = "counter"
 
-    def _create(self, namespace: str) -> Any:
+    def _create(self, namespace: str, registry: Any) -> Any:
         from prometheus_client import Counter as PromCounter
 
-        return PromCounter(self.name, self.documentation, self.labelnames, namespace=namespace)
+        return PromCounter(self.name, self.documentation, self.labelnames, namespace=namespace, registry=registry)
 
     def inc(self, amount: float = 1, **labels: Any) -> None:
         """Add ``amount`` (>= 0) to the series of ``labels``."""
@@ -131,11 +138,18 @@ class Counter(BusinessMetric):
 class Gauge(BusinessMetric):
     kind = "gauge"
 
-    def _create(self, namespace: str) -> Any:
+    def _create(self, namespace: str, registry: Any) -> Any:
         from prometheus_client import Gauge as PromGauge
 
         mode = self.options.get("multiprocess_mode", "livesum")
-        return PromGauge(self.name, self.documentation, self.labelnames, namespace=namespace, multiprocess_mode=mode)
+        return PromGauge(
+            self.name,
+            self.documentation,
+            self.labelnames,
+            namespace=namespace,
+            multiprocess_mode=mode,
+            registry=registry,
+        )
 
     def set(self, value: float, **labels: Any) -> None:
         self.labels(**labels).set(value)
@@ -150,11 +164,16 @@ class Gauge(BusinessMetric):
 class Histogram(BusinessMetric):
     kind = "histogram"
 
-    def _create(self, namespace: str) -> Any:
+    def _create(self, namespace: str, registry: Any) -> Any:
         from prometheus_client import Histogram as PromHistogram
 
         return PromHistogram(
-            self.name, self.documentation, self.labelnames, namespace=namespace, buckets=self.options["buckets"]
+            self.name,
+            self.documentation,
+            self.labelnames,
+            namespace=namespace,
+            buckets=self.options["buckets"],
+            registry=registry,
         )
 
     def observe(self, value: float, **labels: Any) -> None:

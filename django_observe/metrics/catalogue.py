@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["OTHER", "Catalogue", "LabelGuard", "build_catalogue"]
+__all__ = ["OTHER", "Catalogue", "HistogramShape", "LabelGuard", "build_catalogue"]
 
 OTHER = "__other__"
 # OpenTelemetry's recommended boundaries for http.server.request.duration (seconds).
@@ -47,6 +47,26 @@ class LabelGuard:
         return OTHER
 
 
+@dataclasses.dataclass(frozen=True)
+class HistogramShape:
+    """What the exemplar store needs of a histogram: its full name, label names and bucket bounds.
+
+    Recorded when the catalogue creates the histogram, so nothing reads prometheus_client's private
+    attributes (``_name``, ``_labelnames``, ``_upper_bounds``).
+    """
+
+    name: str
+    labelnames: tuple[str, ...]
+    upper_bounds: tuple[float, ...]
+
+
+def _shape(namespace: str, name: str, labelnames: Sequence[str], buckets: Sequence[float]) -> HistogramShape:
+    bounds = [float(b) for b in buckets]
+    if bounds[-1] != float("inf"):
+        bounds.append(float("inf"))  # as prometheus_client adds it
+    return HistogramShape(f"{namespace}_{name}" if namespace else name, tuple(labelnames), tuple(bounds))
+
+
 @dataclasses.dataclass
 class Catalogue:
     """Every metric django_observe records, created once per process."""
@@ -71,7 +91,13 @@ class Catalogue:
     health_duration: Gauge
     label_overflow: Counter
     max_label_values: int
+    request_duration_shape: HistogramShape
+    celery_task_duration_shape: HistogramShape
     guards: dict[tuple[str, str], LabelGuard] = dataclasses.field(default_factory=dict)
+
+    def metrics(self) -> list[Counter | Gauge | Histogram]:
+        """Every metric object of the catalogue (to unregister them from the registry)."""
+        return [v for v in vars(self).values() if isinstance(v, (Counter, Gauge, Histogram))]
 
     def guard(self, metric: str, label: str) -> LabelGuard:
         key = (metric, label)
@@ -177,4 +203,8 @@ def build_catalogue(
             **kw,
         ),
         max_label_values=max_label_values,
+        request_duration_shape=_shape(
+            namespace, "http_server_request_duration_seconds", ["method", "route", "status_code"], buckets
+        ),
+        celery_task_duration_shape=_shape(namespace, "celery_task_duration_seconds", ["task", "queue"], TASK_BUCKETS),
     )

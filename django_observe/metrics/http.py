@@ -5,31 +5,14 @@ from __future__ import annotations
 import contextvars
 from typing import TYPE_CHECKING, Any
 
-from ..middleware import user_id
+from ..requestinfo import STANDARD_METHODS, UNMATCHED_ROUTE, RequestState, hex_ids, request_state, span_context, user_id
 
 if TYPE_CHECKING:
     from ..queries import QueryStats
     from .catalogue import Catalogue
     from .exemplars import ExemplarStore
 
-__all__ = ["RequestRecorder", "request_state"]
-
-STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
-UNMATCHED = "__unmatched__"
-
-
-class RequestState:
-    """Per-request facts gathered on the way (e.g. that authorization allowed the request)."""
-
-    __slots__ = ("authorized",)
-
-    def __init__(self) -> None:
-        self.authorized = False
-
-
-request_state: contextvars.ContextVar[RequestState | None] = contextvars.ContextVar(
-    "django_observe_request_state", default=None
-)
+__all__ = ["RequestRecorder"]
 
 
 class RequestRecorder:
@@ -51,13 +34,10 @@ class RequestRecorder:
         # Single process: prometheus_client keeps the exemplar itself. Multiprocess: our store does.
         self.exemplars = exemplars
         self.exemplar_store = exemplar_store
-        self._histogram_name = catalogue.request_duration._name
+        shape = catalogue.request_duration_shape
+        self._histogram_name = shape.name
         if exemplar_store is not None:
-            exemplar_store.declare(
-                self._histogram_name,
-                catalogue.request_duration._labelnames,
-                catalogue.request_duration._upper_bounds,
-            )
+            exemplar_store.declare(shape.name, shape.labelnames, shape.upper_bounds)
         self.excluded_apps = excluded_apps
         self._route = catalogue.guard("http_server_request_duration_seconds", "route")
         self._children: dict[tuple[str, str, str], Any] = {}
@@ -68,7 +48,7 @@ class RequestRecorder:
         # infra.ActiveUsers when METRICS_ACTIVE_USERS is on (set by setup).
         self.active_users: Any = None
 
-    def begin(self) -> contextvars.Token:
+    def begin(self) -> contextvars.Token[RequestState | None]:
         self.active.inc()
         return request_state.set(RequestState())
 
@@ -86,19 +66,17 @@ class RequestRecorder:
         if match is not None and self.excluded_apps.intersection(match.app_names):
             return
         method = request.method if request.method in STANDARD_METHODS else "_OTHER"
-        route = self._route(match.route) if match is not None else UNMATCHED
+        route = self._route(match.route) if match is not None else UNMATCHED_ROUTE
         key = (method, route, str(status))
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = self.catalogue.request_duration.labels(*key)
         exemplar = None
         if self.exemplars:
-            span_context = request.__dict__.get("_observe_span_context")
-            if span_context is not None and span_context.is_valid and span_context.trace_flags.sampled:
-                exemplar = {
-                    "trace_id": format(span_context.trace_id, "032x"),
-                    "span_id": format(span_context.span_id, "016x"),
-                }
+            context = span_context(request)
+            if context is not None and context.trace_flags.sampled:
+                trace_id, span_id = hex_ids(context)
+                exemplar = {"trace_id": trace_id, "span_id": span_id}
         if exemplar is None:
             child.observe(seconds)
         elif self.exemplar_store is None:
@@ -124,7 +102,7 @@ class RequestRecorder:
 
     def exception(self, request: Any, exception: BaseException) -> None:
         match = request.resolver_match
-        route = self._route(match.route) if match is not None else UNMATCHED
+        route = self._route(match.route) if match is not None else UNMATCHED_ROUTE
         key = (route, type(exception).__name__)
         child = self._exception_children.get(key)
         if child is None:

@@ -2,42 +2,69 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import multiprocessing
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..conf import ObserveConfig
+from ..requestinfo import OWN_APP
 from . import exporter
+
+if TYPE_CHECKING:
+    from ..health.runner import HealthRunner
+    from .catalogue import Catalogue
+    from .http import RequestRecorder
 
 # Nothing here may import prometheus_client at module level: it picks single- or multiprocess mode on import,
 # and configure_metrics must set PROMETHEUS_MULTIPROC_DIR first.
 
-__all__ = ["MetricsState", "configure_metrics", "get_state"]
+__all__ = ["MetricsState", "build_metrics", "start_exporter"]
 
 logger = logging.getLogger("django_observe.metrics")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class MetricsState:
-    catalogue: Any
-    recorder: Any
+    """Metrics in this process.
+
+    Attributes:
+        catalogue: every metric django_observe records.
+        recorder: the request histogram recorder ``ObserveMiddleware`` calls.
+        multiprocess_path: the multiprocess directory, or None in single-process mode.
+        collectors: scrape-time collectors (build info, Celery, infrastructure, collector errors).
+        registry: where the catalogue's metrics are registered.
+        owned: other metrics created for this state (business metrics), unregistered by :meth:`close`.
+        exporter: the thread serving the metrics port, when this process serves it.
+    """
+
+    catalogue: Catalogue
+    recorder: RequestRecorder
     multiprocess_path: str | None
     collectors: list[Any]
-    exporter: Any = None
+    registry: Any
+    owned: list[Any] = dataclasses.field(default_factory=list)
+    exporter: exporter.Exporter | None = None
     active_users: Any = None
     pool_recorder: Any = None
+    exemplar_store: Any = None
 
+    def close(self) -> None:
+        """Unregister everything this state put in the registry (a rebuilt runtime registers anew)."""
+        for metric in [*self.catalogue.metrics(), *self.owned, *self.collectors]:
+            with contextlib.suppress(KeyError, ValueError):
+                self.registry.unregister(metric)
 
-_state: MetricsState | None = None
-
-
-def get_state() -> MetricsState | None:
-    return _state
+    def reopen(self) -> None:
+        """Register the catalogue again after :meth:`close` (a rebuild that failed keeps this state)."""
+        for metric in [*self.catalogue.metrics(), *self.owned]:
+            with contextlib.suppress(ValueError):
+                self.registry.register(metric)
 
 
 def _multiprocess_wanted(role: str) -> bool:
@@ -48,38 +75,47 @@ def _multiprocess_wanted(role: str) -> bool:
     return role == "web" and ("gunicorn.arbiter" in sys.modules or multiprocessing.parent_process() is not None)
 
 
-def configure_metrics(
+def build_metrics(
     config: ObserveConfig,
     *,
     role: str,
     celery_app: Any = None,
-    health_runner: Any = None,
+    health_runner: HealthRunner | None = None,
     databases: Mapping[str, Mapping[str, Any]] | None = None,
+    registry: Any = None,
 ) -> MetricsState | None:
-    """Create the catalogue, instrument requests, DB, cache, auth and Celery, and start the exporter.
+    """Create the catalogue and the request recorder, instrument auth and cache, and build the collectors.
 
-    The exporter starts only in serving processes (``role`` ``web`` or ``worker``), never in commands.
+    Celery task metrics are wired by ``django_observe.integrations.celery``; the exporter is started by
+    :func:`start_exporter`. Returns None with ``METRICS_ENABLED`` off.
 
     Args:
+        role: ``web``, ``worker`` or ``command``; serving processes use multiprocess mode when forked.
+        celery_app: the project's Celery app, for the Celery collector.
+        health_runner: its results become ``health_check_*`` gauges.
         databases: ``settings.DATABASES``, for the connection metrics.
+        registry: where to register the metrics (default: prometheus_client's ``REGISTRY``; tests pass
+            a fresh ``CollectorRegistry``).
     """
-    global _state
     if not config.metrics_enabled:
         return None
-    if _state is not None:
-        return _state
     path = None
     if _multiprocess_wanted(role):
         path = os.environ.get(exporter.ENV) or exporter.multiprocess_dir(config.metrics_multiproc_dir, role)
         if not exporter.enable_multiprocess(path):
             path = None
+    from prometheus_client import REGISTRY
+
+    registry = REGISTRY if registry is None else registry
     from .auth import install_auth_instrumentation
     from .backends import install_cache_instrumentation
     from .catalogue import build_catalogue
     from .collectors import BuildInfoCollector, CeleryCollector
     from .http import RequestRecorder
 
-    catalogue = build_catalogue(config.metrics_namespace, config.metrics_buckets, config.metrics_max_label_values)
+    catalogue = build_catalogue(
+        config.metrics_namespace, config.metrics_buckets, config.metrics_max_label_values, registry=registry
+    )
     store = None
     if config.otel_enabled and path is not None:
         from .exemplars import ExemplarStore
@@ -87,34 +123,40 @@ def configure_metrics(
         store = ExemplarStore(path)
     recorder = RequestRecorder(
         catalogue,
-        frozenset({"django_observe", *config.metrics_exclude_apps}),
+        frozenset({OWN_APP, *config.metrics_exclude_apps}),
         exemplars=config.otel_enabled,
         exemplar_store=store,
     )
-    install_auth_instrumentation(catalogue)
+    install_auth_instrumentation()
     if config.metrics_cache:
-        install_cache_instrumentation(catalogue)
+        install_cache_instrumentation()
     from . import infra
 
     collectors: list[Any] = [BuildInfoCollector(config.metrics_namespace, __version__, config.service_version)]
     errors = infra.ScrapeErrors()
     if celery_app is not None:
-        from . import celery as celery_metrics
-
-        celery_metrics.connect(catalogue, exemplars=config.otel_enabled, exemplar_store=store)
         collectors.append(CeleryCollector(celery_app, config.metrics_namespace, errors))
     if health_runner is not None:
         health_runner.listeners.append(_health_listener(catalogue))
-    _state = MetricsState(catalogue, recorder, path, collectors)
-    collectors.extend(_infrastructure(config, _state, errors, dict(databases or {})))
+    state = MetricsState(catalogue, recorder, path, collectors, registry, exemplar_store=store)
+    collectors.extend(_infrastructure(config, state, errors, dict(databases or {})))
     collectors.append(infra.ErrorsCollector(_prefix(config.metrics_namespace), errors))
-    if role in ("web", "worker"):
-        port = config.metrics_port if role == "web" else config.metrics_worker_port
-        if port:
-            app = exporter.make_app(path, config.metrics_token, config.metrics_allowed_ips, lambda: collectors)
-            _state.exporter = exporter.Exporter(config.metrics_address, port, app, path)
-            _state.exporter.start()
-    return _state
+    return state
+
+
+def start_exporter(state: MetricsState, config: ObserveConfig, role: str) -> None:
+    """Serve the metrics port from this process (web: ``METRICS_PORT``, worker: ``METRICS_WORKER_PORT``)."""
+    if role not in ("web", "worker"):
+        return
+    port = config.metrics_port if role == "web" else config.metrics_worker_port
+    if not port:
+        return
+    collectors = state.collectors
+    app = exporter.make_app(
+        state.multiprocess_path, config.metrics_token, config.metrics_allowed_ips, lambda: collectors
+    )
+    state.exporter = exporter.Exporter(config.metrics_address, port, app, state.multiprocess_path)
+    state.exporter.start()
 
 
 def _prefix(namespace: str) -> str:
@@ -155,15 +197,12 @@ def _infrastructure(config: ObserveConfig, state: MetricsState, errors: Any, dat
 
 
 def _record_pools_after_work(recorder: Any) -> None:
-    """Pool numbers are per process: each records its own after a request or a task (throttled)."""
+    """Pool numbers are per process: each records its own after a request (throttled); Celery tasks too
+    (``integrations.celery``)."""
     from django.core.signals import request_finished
 
+    request_finished.disconnect(dispatch_uid="django_observe_pool_metrics")
     request_finished.connect(recorder.maybe_record, weak=False, dispatch_uid="django_observe_pool_metrics")
-    try:
-        from celery.signals import task_postrun
-    except ImportError:
-        return
-    task_postrun.connect(recorder.maybe_record, weak=False, dispatch_uid="django_observe_pool_metrics")
 
 
 def _health_listener(catalogue: Any):

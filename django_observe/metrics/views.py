@@ -7,10 +7,9 @@ import ipaddress
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from ..conf import get_config
 from ..health.views import login_not_required
+from ..runtime import get_runtime
 from . import exporter
-from .setup import get_state
 
 __all__ = ["metrics"]
 
@@ -18,8 +17,8 @@ __all__ = ["metrics"]
 @csrf_exempt
 @login_not_required
 def metrics(request: HttpRequest) -> HttpResponse:
-    config = get_config()
-    state = get_state()
+    runtime = get_runtime()
+    config, state = runtime.config, runtime.metrics
     if not config.metrics_view_enabled or state is None:
         raise Http404("metrics view is disabled")
     if request.method not in ("GET", "HEAD"):

@@ -15,17 +15,21 @@ that when the API is not installed): the tracer is a no-op.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 __all__ = ["get_tracer", "is_enabled"]
 
-_enabled = False
-
 
 def is_enabled() -> bool:
-    """True once the SDK was set up in this process (``OTEL_ENABLED``)."""
-    return _enabled
+    """True once an OpenTelemetry SDK tracer provider is installed in this process (``OTEL_ENABLED``)."""
+    sdk = sys.modules.get("opentelemetry.sdk.trace")  # never imported with tracing off: nothing to check
+    if sdk is None:
+        return False
+    from opentelemetry import trace
+
+    return isinstance(trace.get_tracer_provider(), sdk.TracerProvider)
 
 
 class _NoOpSpan:
@@ -74,6 +78,6 @@ def get_tracer(name: str, version: str | None = None) -> Any:
         from opentelemetry import trace
     except ImportError:
         return _NoOpTracer()
-    if not _enabled:
+    if not is_enabled():
         return trace.NoOpTracer()
     return trace.get_tracer(name, version)

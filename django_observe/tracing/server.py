@@ -19,7 +19,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from ..metrics.http import STANDARD_METHODS
+from ..requestinfo import SPAN_CONTEXT_ATTR, STANDARD_METHODS
 
 __all__ = ["ServerSpans"]
 
@@ -70,7 +70,7 @@ class ServerSpans:
             attributes={"http.request.method": method, "url.scheme": request.scheme, "url.path": path},
         )
         token = self._attach(self._in_context(span, parent))
-        request._observe_span_context = span.get_span_context()
+        setattr(request, SPAN_CONTEXT_ATTR, span.get_span_context())
         return span, token
 
     def finish(

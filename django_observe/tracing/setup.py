@@ -10,21 +10,19 @@ Process models:
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import importlib.util
 import logging
-import threading
 from typing import Any
 
 from ..conf import ObserveConfig
+from .server import ServerSpans
 
-__all__ = ["configure_tracing"]
+__all__ = ["TracingState", "build_provider", "configure_tracing", "flush", "require_packages"]
 
 logger = logging.getLogger("django_observe.tracing")
 
-_lock = threading.Lock()
-_provider: Any = None
-_config: ObserveConfig | None = None
-_server_spans: Any = None
 FLUSH_SECONDS = 5.0
 EXPORT_LOGGERS = (
     "opentelemetry.exporter.otlp.proto.http.trace_exporter",
@@ -109,41 +107,64 @@ def _exporter(config: ObserveConfig) -> Any:
     return OTLPSpanExporter(endpoint=(endpoint or "http://localhost:4318").rstrip("/") + "/v1/traces")
 
 
+@dataclasses.dataclass
+class TracingState:
+    """Tracing in this process.
+
+    Attributes:
+        spans: starts and ends the SERVER span of each request (``ObserveMiddleware``).
+        provider: the SDK ``TracerProvider``; None in a Celery worker's main process until a child builds it.
+        config: what the provider is built from (a Celery child builds it after the fork).
+    """
+
+    spans: ServerSpans
+    config: ObserveConfig
+    provider: Any = None
+
+    def ensure_provider(self) -> Any:
+        """The provider, built on first use (Celery children and solo pools build it here)."""
+        if self.provider is None:
+            self.provider = build_provider(self.config)
+        return self.provider
+
+    def flush(self) -> None:
+        """Export what is buffered (worker exit, process recycling)."""
+        flush(self.provider)
+
+
 def build_provider(config: ObserveConfig) -> Any:
-    """Create and install the global TracerProvider for this process (once)."""
-    global _provider
-    with _lock:
-        if _provider is not None:
-            return _provider
-        from opentelemetry import trace
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    """Create and install the global TracerProvider, or return the SDK provider already installed.
 
-        from .. import tracing as tracing_package
+    OpenTelemetry accepts one global provider per process; a rebuilt runtime keeps it.
+    """
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        resource = Resource.create(
-            {
-                "service.name": config.otel_service_name or config.service_name,
-                "service.version": config.service_version,
-                "deployment.environment.name": config.service_environment,
-            }
-        )
-        provider = TracerProvider(resource=resource, sampler=_sampler(config))
-        if config.otel_traces_exporter != "none":
-            provider.add_span_processor(BatchSpanProcessor(_exporter(config)))
-        trace.set_tracer_provider(provider)
-        for name in EXPORT_LOGGERS:
-            logging.getLogger(name).addFilter(_Once())
-        _provider = provider
-        tracing_package._enabled = True
-        return provider
+    existing = trace.get_tracer_provider()
+    if isinstance(existing, TracerProvider):
+        return existing
+    resource = Resource.create(
+        {
+            "service.name": config.otel_service_name or config.service_name,
+            "service.version": config.service_version,
+            "deployment.environment.name": config.service_environment,
+        }
+    )
+    provider = TracerProvider(resource=resource, sampler=_sampler(config))
+    if config.otel_traces_exporter != "none":
+        provider.add_span_processor(BatchSpanProcessor(_exporter(config)))
+    trace.set_tracer_provider(provider)
+    for name in EXPORT_LOGGERS:
+        logging.getLogger(name).addFilter(_Once())
+    return provider
 
 
-def flush() -> None:
-    """Export what is buffered (worker exit, process recycling)."""
-    if _provider is not None:
-        _provider.force_flush(int(FLUSH_SECONDS * 1000))
+def flush(provider: Any) -> None:
+    """Export what ``provider`` buffers (no-op for None)."""
+    if provider is not None:
+        provider.force_flush(int(FLUSH_SECONDS * 1000))
 
 
 def _describe(config: ObserveConfig) -> str:
@@ -163,69 +184,52 @@ def _describe(config: ObserveConfig) -> str:
     )
 
 
-def get_server_spans() -> Any:
-    """The request-span helper ``ObserveMiddleware`` uses (None when tracing is off)."""
-    return _server_spans
+_INSTRUMENTORS = (
+    ("celery", "opentelemetry.instrumentation.celery", "CeleryInstrumentor"),
+    ("redis", "opentelemetry.instrumentation.redis", "RedisInstrumentor"),
+    ("psycopg", "opentelemetry.instrumentation.psycopg", "PsycopgInstrumentor"),
+    ("psycopg2", "opentelemetry.instrumentation.psycopg2", "Psycopg2Instrumentor"),
+    ("sqlite3", "opentelemetry.instrumentation.sqlite3", "SQLite3Instrumentor"),
+    ("requests", "opentelemetry.instrumentation.requests", "RequestsInstrumentor"),
+    ("httpx", "opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
+)
 
 
-def _instrument(config: ObserveConfig, django_settings: Any) -> None:
-    global _server_spans
-    from .server import ServerSpans
-
-    # Request spans come from ObserveMiddleware (see server.py), not from the contrib Django middleware.
-    _server_spans = ServerSpans(config.tracing_excluded_urls)
-    optional = [
-        ("celery", "opentelemetry.instrumentation.celery", "CeleryInstrumentor"),
-        ("redis", "opentelemetry.instrumentation.redis", "RedisInstrumentor"),
-        ("psycopg", "opentelemetry.instrumentation.psycopg", "PsycopgInstrumentor"),
-        ("psycopg2", "opentelemetry.instrumentation.psycopg2", "Psycopg2Instrumentor"),
-        ("sqlite3", "opentelemetry.instrumentation.sqlite3", "SQLite3Instrumentor"),
-        ("requests", "opentelemetry.instrumentation.requests", "RequestsInstrumentor"),
-        ("httpx", "opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
-    ]
-    for library, module, cls in optional:
+def _instrument_libraries() -> None:
+    """The client instrumentors of the installed libraries (once: the instrumentors remember it)."""
+    for library, module, cls in _INSTRUMENTORS:
         if _installed(library) and _installed(module):
             instrumentor = getattr(importlib.import_module(module), cls)()
             if not instrumentor.is_instrumented_by_opentelemetry:
                 instrumentor.instrument()
 
 
-def configure_tracing(config: ObserveConfig, *, role: str, django_settings: Any) -> bool:
-    """Instrument and (except in a Celery worker's main process) build the provider. False when disabled."""
-    global _config
-    if not config.otel_enabled:
-        return False
+def require_packages() -> None:
+    """Raises ``ImproperlyConfigured`` when ``OTEL_ENABLED`` is on and the SDK is missing."""
     if not _installed("opentelemetry.sdk") or not _installed("opentelemetry.instrumentation"):
         from django.core.exceptions import ImproperlyConfigured
 
         raise ImproperlyConfigured(
             "OTEL_ENABLED is true but the OpenTelemetry packages are missing: pip install 'django-observe[otel]'"
         )
-    _config = config
-    _instrument(config, django_settings)
-    if role == "worker":
-        _connect_celery_worker(config)
-    else:
-        build_provider(config)
+
+
+def configure_tracing(config: ObserveConfig, *, role: str) -> TracingState | None:
+    """Instrument and (except in a Celery worker's main process) build the provider. None when disabled.
+
+    Request spans come from ``ObserveMiddleware`` (see server.py), not from the contrib Django middleware.
+    In a Celery worker the provider is built after the fork (``integrations.celery``).
+
+    Raises:
+        ImproperlyConfigured: tracing is on and the OpenTelemetry packages are missing.
+    """
+    if not config.otel_enabled:
+        return None
+    require_packages()
+    state = TracingState(spans=ServerSpans(config.tracing_excluded_urls), config=config)
+    _instrument_libraries()
+    if role != "worker":
+        state.ensure_provider()
     if role in ("web", "worker"):
         logger.info(_describe(config))
-    return True
-
-
-def _connect_celery_worker(config: ObserveConfig) -> None:
-    from celery import signals
-
-    def on_process_init(**kwargs: Any) -> None:
-        build_provider(config)
-
-    def on_prerun(**kwargs: Any) -> None:
-        if _provider is None:  # solo/threads pools: no child process init
-            build_provider(config)
-
-    def on_process_shutdown(**kwargs: Any) -> None:
-        flush()
-
-    signals.worker_process_init.connect(on_process_init, weak=False)
-    signals.task_prerun.connect(on_prerun, weak=False)
-    signals.worker_process_shutdown.connect(on_process_shutdown, weak=False)
-    signals.worker_shutdown.connect(on_process_shutdown, weak=False)
+    return state

@@ -74,7 +74,7 @@ def chain_child(marker: str) -> str:
 @shared_task
 def fetch(url: str, client: str = "requests") -> int:
     """An outbound call from a worker (propagation tests); loopback URLs only, like the view."""
-    from .views import call_outbound, loopback_url
+    from .outbound import call_outbound, loopback_url
 
     if loopback_url(url) is None:
         raise ValueError("fetch only calls http:// loopback URLs")

@@ -174,9 +174,9 @@ def test_custom_check_by_dotted_path(observe, client):
 
 def test_200_concurrent_probes_run_each_check_once(observe):
     observe(HEALTH_CACHE_TTL=30)
-    from django_observe.health import state
+    from django_observe.runtime import get_runtime
 
-    runner = state.get_runner()
+    runner = get_runtime().health
     before = runner.runs
     critical = len(runner.select(critical_only=True))
 

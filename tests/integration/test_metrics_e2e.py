@@ -60,14 +60,14 @@ def test_counts_are_exact_across_gunicorn_workers_and_survive_a_worker_kill(tmp_
 
 
 def test_unknown_methods_and_random_paths_keep_series_bounded(client):
-    from django_observe.metrics.setup import get_state
+    from django_observe.runtime import get_runtime
 
-    before = sum(1 for m in get_state().catalogue.request_duration.collect() for s in m.samples)
+    before = sum(1 for m in get_runtime().metrics.catalogue.request_duration.collect() for s in m.samples)
     for i in range(10_000):
         client.get(f"/random/{i}/{i * 7919 % 10007}")
     client.generic("FOO", "/api/ping")
     client.generic("BREW", "/api/ping")
-    families = list(get_state().catalogue.request_duration.collect())
+    families = list(get_runtime().metrics.catalogue.request_duration.collect())
     labels = {tuple(sorted(s.labels.items())) for m in families for s in m.samples if s.name.endswith("_count")}
     methods = {dict(lbl)["method"] for lbl in labels}
     routes = {dict(lbl)["route"] for lbl in labels}
@@ -91,9 +91,9 @@ def test_commands_start_no_exporter(tmp_path):
         proc.wait(timeout=30)
     result = support.manage("migrate", "-v0", env=env)
     assert result.returncode == 0
-    from django_observe.metrics.setup import get_state
+    from django_observe.runtime import get_runtime
 
-    assert get_state().exporter is None  # this test runner process
+    assert get_runtime().metrics.exporter is None  # this test runner process
 
 
 def test_two_processes_on_one_port_do_not_crash(tmp_path):

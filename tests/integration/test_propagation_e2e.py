@@ -11,15 +11,15 @@ import asyncio
 import http.server
 import subprocess
 import threading
-import types
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 import requests
 
-from django_observe import conf, propagation
+from django_observe import conf, wiring
 from django_observe.correlation import correlation_context, wrap_with_context
+from django_observe.integrations import http_clients as propagation
 from tests import support, support_otlp
 
 pytestmark = pytest.mark.integration
@@ -90,12 +90,10 @@ def propagate():
     """Install propagation with the given environment-style options; restores the process config after."""
 
     def apply(**environ: str) -> conf.ObserveConfig:
-        config = conf.load_config(types.SimpleNamespace(DEBUG=False), environ=environ)
-        propagation.install(config)
-        return config
+        return wiring.rebuild(environ=environ).config
 
     yield apply
-    propagation.install(conf.get_config())
+    wiring.rebuild()
 
 
 # --- in-process: the patches themselves
@@ -379,7 +377,8 @@ RequestsInstrumentor().instrument()
 import django
 django.setup()
 import httpx, requests
-from django_observe import propagation
+from django.conf import settings
+from django_observe import wiring
 from django_observe.correlation import correlation_context
 
 url = sys.argv[1]
@@ -392,7 +391,8 @@ with correlation_context("req_first"), trace.get_tracer("t").start_as_current_sp
             await client.get(url + "?c=async")
 
     asyncio.run(call())
-    propagation.uninstall()  # ours goes; the instrumentors' wrappers stay
+    settings.DJANGO_OBSERVE = {**getattr(settings, "DJANGO_OBSERVE", {}), "CORRELATION_PROPAGATE": False}
+    wiring.rebuild()  # propagation off: our wrappers pass through; the instrumentors' stay
     httpx.get(url + "?c=after", timeout=5)
 """
 
@@ -429,7 +429,7 @@ def test_a_library_not_imported_at_startup_is_patched_on_its_first_import(tmp_pa
     """Installing imports nothing: httpx (about 5 MB) is patched when the application first imports it."""
     probe = (
         "import django, sys; django.setup()\n"
-        "from django_observe import propagation\n"
+        "from django_observe.integrations import http_clients as propagation\n"
         "before = 'httpx' in sys.modules\n"
         "import httpx\n"
         "print(before, propagation.installed())\n"

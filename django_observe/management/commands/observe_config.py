@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 
 from django_observe import conf
+from django_observe.runtime import get_runtime
 
 
 class Command(BaseCommand):
@@ -17,7 +18,7 @@ class Command(BaseCommand):
         if options["reference"]:
             self.stdout.write(conf.reference_markdown(), ending="")
             return
-        config = conf.get_config()
+        config = get_runtime().config
         for name in conf.option_names():
             field = name.lower()
             value = getattr(config, field)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import logging
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
-from django_observe.conf import get_config
-from django_observe.health import render, state
+from django_observe.health import render
+from django_observe.runtime import get_runtime
 
 
 class Command(BaseCommand):
@@ -24,7 +24,10 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the /health JSON body with full details.")
 
     def handle(self, *args, **options):
-        runner = state.get_runner()
+        runtime = get_runtime()
+        runner = runtime.health
+        if runner is None:
+            raise CommandError("the health checks are not configured: run manage.py check")
         # The command prints every result itself; log lines of the checks (state changes, driver
         # warnings) would repeat them and break --json output on stdout.
         logging.disable(logging.CRITICAL)
@@ -34,7 +37,7 @@ class Command(BaseCommand):
             logging.disable(logging.NOTSET)
         status = render.overall_status(results)
         if options["json"]:
-            body = render.seed_body(results, level=render.FULL, version=get_config().service_version)
+            body = render.seed_body(results, level=render.FULL, version=runtime.config.service_version)
             self.stdout.write(json.dumps(body, indent=2, default=str))
         else:
             for result in results:

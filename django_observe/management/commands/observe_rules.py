@@ -11,8 +11,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from django_observe.conf import get_config
 from django_observe.metrics import rules
+from django_observe.runtime import get_runtime
 
 _DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
@@ -52,7 +52,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        config = get_config()
+        config = get_runtime().config
         if options["tests"] and (not options["output"] or options["format"] != "rules"):
             raise CommandError("--tests needs --output FILE and --format rules (promtool reads plain rule files)")
 

@@ -1,6 +1,6 @@
 import pytest
 
-from django_observe import redaction, runtime
+from django_observe import process, redaction
 
 
 @pytest.mark.parametrize(
@@ -50,9 +50,9 @@ def test_secret_keys(key):
 )
 def test_process_role(argv, role, monkeypatch):
     monkeypatch.delenv("RUN_MAIN", raising=False)
-    assert runtime.process_role(argv) == role
+    assert process.process_role(argv) == role
 
 
 def test_runserver_child_is_web(monkeypatch):
     monkeypatch.setenv("RUN_MAIN", "true")
-    assert runtime.process_role(["manage.py", "runserver"]) == "web"
+    assert process.process_role(["manage.py", "runserver"]) == "web"

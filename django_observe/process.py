@@ -1,0 +1,38 @@
+"""What kind of process this is: web server, Celery worker, or a one-off command."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["is_management_command", "process_role"]
+
+_COMMANDS = {"manage.py", "django-admin", "django-admin.py"}
+
+
+def is_management_command(argv: list[str] | None = None) -> bool:
+    argv = sys.argv if argv is None else argv
+    if not argv:
+        return False
+    name = os.path.basename(argv[0])
+    return name in _COMMANDS or (name == "__main__.py" and "django" in argv[0])
+
+
+def process_role(argv: list[str] | None = None) -> str:
+    """``web`` (gunicorn, uvicorn, runserver's serving child, other WSGI/ASGI hosts), ``worker``
+    (Celery worker), or ``command`` (migrate, shell, test, celery inspect, ...)."""
+    argv = sys.argv if argv is None else argv
+    prog = os.path.basename(argv[0]) if argv else ""
+    if prog == "__main__.py":  # python -m gunicorn / uvicorn / celery
+        prog = os.path.basename(os.path.dirname(argv[0]))
+    if prog in {"gunicorn", "uvicorn", "daphne", "hypercorn", "granian", "uwsgi"} or "gunicorn" in prog:
+        return "web"
+    if prog == "celery" or prog.startswith("celery"):
+        return "worker" if "worker" in argv[1:] else "command"
+    if is_management_command(argv):
+        if len(argv) > 1 and argv[1] == "runserver":
+            return "web" if os.environ.get("RUN_MAIN") == "true" or "--noreload" in argv else "command"
+        return "command"
+    if "mod_wsgi" in sys.modules or "uwsgi" in sys.modules:
+        return "web"
+    return "command"

@@ -1,0 +1,123 @@
+"""The runtime, built in-process with different configurations: no subprocess, no private globals."""
+
+import dataclasses
+import logging
+import types
+
+import pytest
+from django.test import Client, override_settings
+from health_check import HealthCheck
+from prometheus_client import CollectorRegistry
+
+from django_observe import conf, runtime, wiring
+from django_observe.middleware import ObserveMiddleware
+
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
+@dataclasses.dataclass
+class AlwaysUp(HealthCheck):
+    def run(self):
+        return None
+
+
+def build(**options):
+    config = conf.load_config(types.SimpleNamespace(DEBUG=False, DJANGO_OBSERVE=options), environ={})
+    return wiring.build_runtime(
+        config, role="command", databases=DATABASES, caches=CACHES, registry=CollectorRegistry()
+    )
+
+
+def test_two_runtimes_with_different_metrics_in_one_process():
+    shop = build(METRICS_NAMESPACE="shop", METRICS_BUCKETS=[0.1, 1])
+    other = build()  # its own registry: no clash with the first, nor with the installed runtime
+    assert other.metrics.catalogue is not shop.metrics.catalogue
+    try:
+        bare = build(METRICS_ENABLED=False)
+        shape = shop.metrics.catalogue.request_duration_shape
+        assert shape.name == "shop_http_server_request_duration_seconds"
+        assert shape.upper_bounds == (0.1, 1.0, float("inf"))
+        assert bare.metrics is None
+        shop.metrics.catalogue.request_duration.labels("GET", "x", "200").observe(0.5)
+        value = shop.metrics.registry.get_sample_value(
+            "shop_http_server_request_duration_seconds_bucket",
+            {"method": "GET", "route": "x", "status_code": "200", "le": "1.0"},
+        )
+        assert value == 1.0
+    finally:
+        shop.metrics.close()
+    # closed: the names are free again
+    assert shop.metrics.registry.get_sample_value("shop_http_server_request_duration_seconds_count") is None
+
+
+def test_health_runner_follows_the_configuration():
+    first = build(METRICS_ENABLED=False, HEALTH_CHECKS=[{"path": f"{__name__}.AlwaysUp", "id": "up"}])
+    second = build(METRICS_ENABLED=False, HEALTH_CHECK_OPTIONS={"disk": {"enabled": False}})
+    assert "up" in first.health.specs and "up" not in second.health.specs
+    assert "disk" in first.health.specs and "disk" not in second.health.specs
+
+
+def test_span_factory_only_with_tracing_on():
+    assert build(METRICS_ENABLED=False).tracing is None
+    # A worker's main process builds no provider (children do, after the fork): nothing global is touched.
+    config = conf.load_config(
+        types.SimpleNamespace(
+            DEBUG=False,
+            OTEL_ENABLED=True,
+            DJANGO_OBSERVE={"TRACING_EXCLUDED_URLS": ["^/skip"], "METRICS_ENABLED": False},
+        ),
+        environ={},
+    )
+    traced = wiring.build_runtime(
+        config, role="worker", databases=DATABASES, caches=CACHES, registry=CollectorRegistry()
+    )
+    assert traced.tracing is not None and traced.tracing.provider is None
+    skipped = types.SimpleNamespace(path="/skip/me", method="GET", META={}, scheme="http")
+    assert traced.tracing.spans.start(skipped) is None
+
+
+@pytest.mark.parametrize(
+    ("options", "installs_handlers"),
+    [({"LOG_CONFIGURE": "off"}, None), ({"LOG_CONFIGURE": "on"}, True), ({"LOG_CONFIGURE": "auto"}, True)],
+)
+def test_logging_setup_follows_log_configure(options, installs_handlers):
+    rt = build(METRICS_ENABLED=False, **options)
+    if installs_handlers is None:
+        assert rt.logging_setup is None
+    else:
+        assert rt.logging_setup.installs_handlers is installs_handlers
+
+
+def test_override_settings_rebuilds_the_runtime_and_restores_it():
+    before = runtime.get_runtime()
+    with override_settings(DJANGO_OBSERVE={"CORRELATION_HEADERS": ["X-Request-ID"], "METRICS_ENABLED": False}):
+        inside = runtime.get_runtime()
+        assert inside is not before and inside.metrics is None
+        response = Client().get("/ping", HTTP_X_REQUEST_ID="abc-123")
+        assert response["X-Request-ID"] == "abc-123"
+    after = runtime.get_runtime()
+    assert after is not inside and after.config.correlation_headers == before.config.correlation_headers
+    assert after.metrics is not None
+
+
+def test_log_level_setting_reaches_the_root_handler():
+    with override_settings(LOG_LEVEL="ERROR"):
+        assert runtime.get_config().log_level == "error"
+        assert logging.getLogger().level == logging.ERROR
+    assert logging.getLogger().level == logging.getLevelName(runtime.get_config().log_level.upper())
+
+
+def test_middleware_takes_its_collaborators_from_the_current_runtime():
+    with override_settings(DJANGO_OBSERVE={"METRICS_ENABLED": False, "LOG_REQUESTS": False}):
+        middleware = ObserveMiddleware(lambda request: None)
+        assert middleware.recorder is None and middleware.request_line is None
+    middleware = ObserveMiddleware(lambda request: None)
+    assert middleware.recorder is runtime.get_runtime().metrics.recorder
+
+
+def test_an_invalid_rebuild_keeps_the_previous_runtime():
+    before = runtime.get_runtime()
+    with pytest.raises(conf.InvalidConfiguration, match="LOG_FORMAT"), override_settings(LOG_FORMAT="xml"):
+        pass
+    assert runtime.get_runtime().config == before.config
