@@ -72,7 +72,7 @@ def redacted(value: Any, secret_keys: Iterable[str] = ()) -> Any:
 
 # In text that did not parse (a JSON object from the environment, say): "key": value and key=value pairs.
 # Unquoted key:value is left alone, it is how hosts and ports are written ("api.internal:8080").
-_QUOTED_PAIR_RE = re.compile(r"""(?P<key>(?P<q>["'])[\w.-]+(?P=q)\s*:\s*)(?P<value>"[^"]*"|'[^']*'|[^\s,}\]]+)""")
+_QUOTED_PAIR_RE = re.compile(r"""(?P<key>(?P<q>["'])[\w.-]+(?P=q)\s*:\s*)(?P<value>"[^"]*"|'[^']*'|[^\s,{}\[\]]+)""")
 _ASSIGNMENT_RE = re.compile(r"""(?P<key>\b[\w.-]+\s*=\s*)(?P<value>"[^"]*"|'[^']*'|[^\s&,;]+)""")
 
 
