@@ -217,37 +217,40 @@ def test_config_error_messages_are_redacted_whoever_builds_them():
     assert "planted-pw" not in str(error)
 
 
-def test_observe_config_output_hides_url_passwords_and_secret_keys():
+def observe_config_output(**options):
     import io
 
     from django.core.management import call_command
 
-    config = conf.load_config(
-        settings_obj(
-            DJANGO_OBSERVE={
-                "OTEL_EXPORTER_OTLP_ENDPOINT": "https://user:planted-pw1@collector:4318",
-                "SECRET_KEY_NAMES": ["ssn"],
-                "HEALTH_CHECKS": [
-                    {"path": "a.B", "options": {"password": "planted-pw2", "nested": {"api_key": "planted-key"}}},
-                    {"path": "a.C", "options": {"token": "planted-tok", "ssn": "planted-ssn", "host": "db-visible"}},
-                ],
-                "HEALTH_CHECK_OPTIONS": {"db": {"dsn": "planted-dsn"}},
-                "METRICS_TOKEN": "planted-metrics-token",
-            }
-        ),
-        environ={},
-    )
     original = conf.get_config()
-    conf.set_config(config)
+    conf.set_config(conf.load_config(settings_obj(DJANGO_OBSERVE=options), environ={}))
     try:
         out = io.StringIO()
         call_command("observe_config", stdout=out)
     finally:
         conf.set_config(original)
-    output = out.getvalue()
-    for planted in ("planted-pw1", "planted-pw2", "planted-key", "planted-tok", "planted-ssn", "planted-dsn"):
+    return out.getvalue()
+
+
+def test_observe_config_output_hides_url_passwords_and_secret_keys():
+    output = observe_config_output(
+        OTEL_EXPORTER_OTLP_ENDPOINT="https://user:planted-pw1@collector:4318",
+        HEALTH_CHECKS=[
+            {"path": "a.B", "options": {"password": "planted-pw2", "nested": {"api_key": "planted-key"}}},
+            {"path": "a.C", "options": {"token": "planted-tok", "host": "db-visible"}},
+        ],
+        HEALTH_CHECK_OPTIONS={"db": {"dsn": "planted-dsn"}},
+        METRICS_TOKEN="planted-metrics-token",
+    )
+    for planted in ("planted-pw1", "planted-pw2", "planted-key", "planted-tok", "planted-dsn", "planted-metrics-token"):
         assert planted not in output
-    assert "planted-metrics-token" not in output
-    assert "https://user:[REDACTED]@collector:4318" in output
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT = 'https://user:[REDACTED]@collector:4318'" in output
     assert "db-visible" in output  # only secret keys are hidden
-    assert "OTEL_EXPORTER_OTLP_ENDPOINT = " in output
+
+
+def test_observe_config_output_hides_values_under_secret_key_names():
+    output = observe_config_output(
+        SECRET_KEY_NAMES=["ssn"], HEALTH_CHECKS=[{"path": "a.C", "options": {"SSN": "planted-ssn", "host": "db"}}]
+    )
+    assert "planted-ssn" not in output
+    assert "'host': 'db'" in output
