@@ -19,9 +19,10 @@ class Command(BaseCommand):
             self.stdout.write(conf.reference_markdown(), ending="")
             return
         config = get_runtime().config
-        for name in conf.option_names():
-            field = name.lower()
-            value = getattr(config, field)
-            secret = next(f for f in conf._options() if f.name == field).metadata["secret"]
-            shown = "<hidden>" if secret and value else repr(value)
-            self.stdout.write(f"{name} = {shown}  ({config.sources.get(field, 'default')})")
+        for field in conf.option_fields():
+            value = getattr(config, field.name)
+            # A secret option that is unset shows as its empty value: saying it is unset leaks nothing.
+            shown = conf.shown_value(
+                value, secret=field.metadata["secret"] and bool(value), secret_keys=config.secret_key_names
+            )
+            self.stdout.write(f"{field.name.upper()} = {shown}  ({config.sources.get(field.name, 'default')})")
