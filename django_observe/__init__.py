@@ -1,39 +1,52 @@
 """django-observe: health, correlation, structured logs, metrics and tracing for Django.
 
-Public API (see docs/):
+The public API is what this module lists in ``__all__`` (re-exported lazily, so that listing
+``"django_observe"`` in ``INSTALLED_APPS`` imports nothing from Django), plus:
 
-- ``django_observe.get_config()``: the validated configuration of this process.
-- ``django_observe.get_correlation_id()``: the current request's or task's correlation ID.
-- ``django_observe.correlation``: ``correlation_context()``, ``wrap_with_context()``.
-- ``django_observe.propagation.outbound_headers()``: the correlation header for an HTTP client it does not patch.
-- ``django_observe.logging``: ``JSONFormatter``, ``TextFormatter`` for your own ``LOGGING``.
-- ``django_observe.metrics.authorization()``: time custom authentication/authorization code.
-- ``django_observe.metrics``: ``counter()``, ``gauge()``, ``histogram()`` (business metrics declared once, summed
-  across processes) and ``timed()`` (a decorator or context manager).
+- ``django_observe.health``: the ``Database``, ``Cache``, ``Redis``, ``CeleryBroker``, ``CeleryWorkers``,
+  ``Migrations``, ``Disk`` and ``Memory`` checks, and ``Observation`` for a check's measurement.
+- ``django_observe.logging``: ``JSONFormatter`` and ``TextFormatter`` for your own ``LOGGING``.
 - ``django_observe.queries.current()``: statements, time and repeated shapes of the current request or task.
-- ``{% load observe %}{% correlation_id %}`` and ``django_observe.context_processors.correlation``: the ID on
-  error pages.
-- ``django_observe.tracing.get_tracer()``: custom spans (a no-op tracer when tracing is off).
-- ``django_observe.health``: ``Database``, ``Cache``, ``Redis``, ``CeleryBroker``, ``CeleryWorkers``,
-  ``Migrations``, ``Disk``, ``Memory`` checks, ``start_draining()``, ``is_draining()``.
+- ``django_observe.gunicorn``: a gunicorn configuration (``-c python:django_observe.gunicorn``).
+- ``{% load observe %}{% correlation_id %}`` and ``django_observe.context_processors.correlation``.
 - Management commands: ``observe_health``, ``observe_config``, ``observe_rules``.
+
+Every other module is internal: its names may change between releases.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "get_config", "get_correlation_id"]
+# name -> module that defines it
+_EXPORTS = {
+    "authorization": "django_observe.metrics",
+    "correlation_context": "django_observe.correlation",
+    "counter": "django_observe.metrics",
+    "gauge": "django_observe.metrics",
+    "get_config": "django_observe.runtime",
+    "get_correlation_id": "django_observe.correlation",
+    "get_tracer": "django_observe.tracing",
+    "histogram": "django_observe.metrics",
+    "is_draining": "django_observe.health",
+    "outbound_headers": "django_observe.propagation",
+    "start_draining": "django_observe.health",
+    "timed": "django_observe.metrics",
+    "wrap_with_context": "django_observe.correlation",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
 
 
-def __getattr__(name: str):
-    # Lazy, so that listing "django_observe" in INSTALLED_APPS imports nothing from Django.
-    if name == "get_config":
-        from .runtime import get_config
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'django_observe' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
-        return get_config
-    if name == "get_correlation_id":
-        from .correlation import get_correlation_id
 
-        return get_correlation_id
-    raise AttributeError(f"module 'django_observe' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return __all__

@@ -41,12 +41,12 @@ def get_correlation_id() -> str | None:
     return _current.get()
 
 
-def bind_correlation_id(correlation_id: str) -> contextvars.Token:
+def bind_correlation_id(correlation_id: str | None) -> contextvars.Token[str | None]:
     """Bind ``correlation_id`` in the current context; pass the token to :func:`reset_correlation_id`."""
     return _current.set(correlation_id)
 
 
-def reset_correlation_id(token: contextvars.Token) -> None:
+def reset_correlation_id(token: contextvars.Token[str | None]) -> None:
     _current.reset(token)
 
 
@@ -86,9 +86,10 @@ def correlation_context(correlation_id: str | None = None, prefix: str = DEFAULT
     >>> with correlation_context() as cid:
     ...     logger.info("import started")      # carries cid
     """
-    token = _current.set(correlation_id or new_correlation_id(prefix))
+    bound = correlation_id or new_correlation_id(prefix)
+    token = _current.set(bound)
     try:
-        yield _current.get()
+        yield bound
     finally:
         _current.reset(token)
 

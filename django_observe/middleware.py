@@ -126,6 +126,7 @@ class ObserveMiddleware:
 
     def _end_span(self, request: HttpRequest, span: Any, status: int | None, exc: BaseException | None = None) -> None:
         exception = exc if exc is not None else request.__dict__.get(EXCEPTION_ATTR)
+        assert self.spans is not None  # only called when a span was started
         self.spans.finish(request, span, status, request.correlation_id, user_id(request), exception)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:

@@ -201,14 +201,14 @@ def start(django_settings: Any) -> Runtime:
 
 
 def _build_or_report(config: conf.ObserveConfig, role: str, django_settings: Any) -> Runtime:
-    kwargs = {
-        "role": role,
-        "databases": dict(django_settings.DATABASES),
-        "caches": dict(django_settings.CACHES),
-        "project_logging": bool(getattr(django_settings, "LOGGING", None)),
-    }
     try:
-        return build_runtime(config, **kwargs)
+        return build_runtime(
+            config,
+            role=role,
+            databases=dict(django_settings.DATABASES),
+            caches=dict(django_settings.CACHES),
+            project_logging=bool(getattr(django_settings, "LOGGING", None)),
+        )
     except ImproperlyConfigured as exc:
         if not process.is_management_command():
             raise
@@ -229,7 +229,9 @@ def rebuild(django_settings: Any = None, environ: Mapping[str, str] | None = Non
         InvalidConfiguration: the new settings are invalid (the previous runtime stays installed).
     """
     if django_settings is None:
-        from django.conf import settings as django_settings
+        from django.conf import settings
+
+        django_settings = settings
     config = conf.load_config(django_settings, environ=environ)
     previous = runtime.current()
     if previous is not None and previous.metrics is not None:

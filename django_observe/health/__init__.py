@@ -2,18 +2,13 @@
 
 from .checks import Cache, CeleryBroker, CeleryWorkers, Database, Disk, Memory, Migrations, Observation, Redis
 from .drain import is_draining, start_draining
-from .registry import CheckSpec
-from .runner import CheckResult, HealthRunner
 
 __all__ = [
     "Cache",
     "CeleryBroker",
     "CeleryWorkers",
-    "CheckResult",
-    "CheckSpec",
     "Database",
     "Disk",
-    "HealthRunner",
     "Memory",
     "Migrations",
     "Observation",

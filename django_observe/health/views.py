@@ -143,7 +143,7 @@ async def health_check_detail(request: HttpRequest, check_id: str) -> HttpRespon
         )
         body["status"] = {"pass": "pass", "warn": "warn", "fail": "fail"}[result.status]
         return _response(body, code, render.HEALTH_JSON)
-    body: dict[str, Any] = {"id": check_id, "status": result.status}
+    detail: dict[str, Any] = {"id": check_id, "status": result.status}
     if level != STATUS:
-        body.update(render.check_entry(result, level))
-    return _response(body, code)
+        detail.update(render.check_entry(result, level))
+    return _response(detail, code)

@@ -231,7 +231,8 @@ def on_postrun(task_id: str | None = None, task: Any = None, **kwargs: Any) -> N
 
 
 def on_revoked(request: Any = None, **kwargs: Any) -> None:
-    _count_state(current(), getattr(request, "task", None) or getattr(request, "name", "unknown"), "celery", "revoked")
+    name = getattr(request, "task", None) or getattr(request, "name", None) or "unknown"
+    _count_state(current(), str(name), "celery", "revoked")
 
 
 def on_rejected(message: Any = None, **kwargs: Any) -> None:

@@ -300,7 +300,7 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
             except Exception:  # never break the customer's import
                 logging.getLogger("django_observe").warning("could not patch %s for correlation", fullname)
 
-        loader.exec_module = exec_then_patch
+        loader.exec_module = exec_then_patch  # type: ignore[method-assign]
         return spec
 
 

@@ -178,7 +178,7 @@ class redact_secrets:  # noqa: N801
 
 def _exception_dicts(exc: BaseException) -> list[dict[str, Any]]:
     """A structured exception chain without local variables (they may hold secrets)."""
-    chain = []
+    chain: list[dict[str, Any]] = []
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen and len(chain) < 5:

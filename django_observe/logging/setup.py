@@ -127,7 +127,7 @@ class _ObserveFormatter(structlog.stdlib.ProcessorFormatter):
         # Standard-library records (most lines, the request line included) take a direct path:
         # ProcessorFormatter would copy the record and walk the stack to find the logger name.
         method = record.levelname.lower()
-        event: dict[str, Any] = {
+        event: Any = {  # a dict until the renderer turns it into the line
             "event": record.getMessage(),
             "logger": record.name,
             "_record": record,
@@ -207,12 +207,10 @@ def configure_logging(
     if not handlers:
         return
     logging.captureWarnings(True)  # warnings.warn() output becomes a log line too (logger py.warnings)
-    # Our formats use none of the call site, thread or process fields: skip collecting them on every record
-    # (the optimisations the logging documentation lists).
-    logging._srcfile = None
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
+    # The call site, thread and process fields stay collected for every other handler of the process
+    # (a file handler with %(lineno)d, Sentry's breadcrumbs): changing logging's module flags would take
+    # them from everyone. The request line, the hot path, skips the call-site lookup on its own
+    # (logging/request_line.py).
     formatter = {"json": JSONFormatter, "text": TextFormatter}[fmt]
     logging.config.dictConfig(
         {

@@ -111,6 +111,6 @@ def install_auth_instrumentation() -> None:
             raise
         _record("drf.permissions", "allow", time.perf_counter() - start)
 
-    _authenticate._django_observe = True
+    _authenticate._django_observe = True  # type: ignore[attr-defined]
     Request._authenticate = _authenticate
     APIView.check_permissions = check_permissions

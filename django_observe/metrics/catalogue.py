@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
@@ -114,7 +115,7 @@ def build_catalogue(
     registry: CollectorRegistry | None = REGISTRY,
 ) -> Catalogue:
     """Create the metrics (in multiprocess mode they write to ``PROMETHEUS_MULTIPROC_DIR``)."""
-    kw = {"namespace": namespace, "registry": registry}
+    kw: dict[str, Any] = {"namespace": namespace, "registry": registry}
     buckets = tuple(buckets)
     return Catalogue(
         namespace=namespace,

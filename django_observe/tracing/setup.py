@@ -98,9 +98,9 @@ def _exporter(config: ObserveConfig) -> Any:
         return ConsoleSpanExporter()
     endpoint = config.otel_exporter_otlp_endpoint
     if config.otel_exporter_otlp_protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
-        return OTLPSpanExporter(endpoint=endpoint or "http://localhost:4317")
+        return GrpcExporter(endpoint=endpoint or "http://localhost:4317")
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     # The endpoint setting is a base URL, as in the OTLP spec; the HTTP exporter wants the full path.

@@ -122,3 +122,12 @@ def test_only_the_wiring_reads_django_settings():
             if imported and any(alias.name == "settings" for alias in node.names):
                 readers.add(name)
     assert readers <= READS_SETTINGS, sorted(readers - READS_SETTINGS)
+
+
+def test_every_public_name_resolves():
+    import django_observe
+
+    for name in django_observe.__all__:
+        assert getattr(django_observe, name) is not None, name
+    with pytest.raises(AttributeError):
+        django_observe.HealthRunner  # noqa: B018 - internal, not re-exported

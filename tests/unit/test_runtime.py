@@ -121,3 +121,25 @@ def test_an_invalid_rebuild_keeps_the_previous_runtime():
     with pytest.raises(conf.InvalidConfiguration, match="LOG_FORMAT"), override_settings(LOG_FORMAT="xml"):
         pass
     assert runtime.get_runtime().config == before.config
+
+
+def test_logging_setup_leaves_the_call_site_to_other_handlers():
+    import logging as stdlib_logging
+
+    runtime.get_runtime().logging_setup()
+    assert stdlib_logging._srcfile is not None  # other handlers still get %(lineno)d and %(funcName)s
+    assert stdlib_logging.logThreads and stdlib_logging.logProcesses
+    records = []
+
+    class Keep(stdlib_logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    logger = stdlib_logging.getLogger("test_runtime.callsite")
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        logger.warning("where am I")
+    finally:
+        logger.removeHandler(handler)
+    assert records[0].funcName == "test_logging_setup_leaves_the_call_site_to_other_handlers"

@@ -17,7 +17,7 @@ from django_observe.runtime import get_runtime
 
 class Command(BaseCommand):
     help = "Run django_observe's health checks in this process and exit 0 (healthy or degraded) or 1 (unhealthy)."
-    requires_system_checks = []
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser):
         parser.add_argument("--readiness", action="store_true", help="Only the critical checks, as /readyz.")

@@ -26,7 +26,7 @@ class Command(BaseCommand):
         "Write Prometheus rules: the seed's fixed-threshold alerts plus multiwindow, multi-burn-rate alerts for "
         'DJANGO_OBSERVE["SLOS"], as a rule file or a Kubernetes PrometheusRule; optionally promtool unit tests.'
     )
-    requires_system_checks = []
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser):
         parser.add_argument("--output", metavar="FILE", help="Write the rules to FILE (default: standard output).")

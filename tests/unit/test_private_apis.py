@@ -1,0 +1,27 @@
+"""The private attributes of other libraries django_observe still relies on: each test fails loudly when the
+library changes what the code assumes."""
+
+import pytest
+from django.http import HttpResponse
+
+
+@pytest.mark.django_db  # close() sends request_finished, which closes old database connections
+def test_django_response_closers_run_on_close():
+    # middleware.py resets the correlation ID from HttpResponse._resource_closers: the only per-response
+    # hook that close() runs after the server is done with the response.
+    response = HttpResponse("x")
+    assert isinstance(response._resource_closers, list)
+    calls = []
+    response._resource_closers.append(lambda: calls.append("closed"))
+    response.close()
+    assert calls == ["closed"]
+
+
+def test_django_lazy_user_sentinel():
+    # requestinfo.user_id() tells a user nobody loaded from a loaded one by SimpleLazyObject._wrapped.
+    from django.utils.functional import SimpleLazyObject, empty
+
+    lazy = SimpleLazyObject(lambda: object())
+    assert lazy._wrapped is empty
+    str(lazy)
+    assert lazy._wrapped is not empty
