@@ -357,6 +357,23 @@ def celery_worker(env: dict[str, str], log_path: Path, extra: tuple[str, ...] = 
     return Server(argv, env, None, log_path)
 
 
+@contextlib.contextmanager
+def running_worker(env: dict[str, str], log_path: Path, extra: tuple[str, ...] = ()) -> Iterator[Server]:
+    """A Celery worker started and ready for the block, stopped after it (its output stays readable)."""
+    worker = celery_worker(env, log_path, extra)
+    worker.start()
+    try:
+        wait_worker_ready(worker)
+        yield worker
+    finally:
+        worker.stop()
+
+
+def tracing_to(endpoint: str) -> dict[str, str]:
+    """Environment for a traced test project exporting to ``endpoint`` (an OTLP receiver), flushing fast."""
+    return {"OTEL_ENABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+
+
 def wait_worker_ready(worker: Server, timeout: float = 30.0) -> None:
     wait_until(
         lambda: " ready." in worker.output() or (worker.proc and worker.proc.poll() is not None),

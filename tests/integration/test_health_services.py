@@ -198,18 +198,15 @@ def test_rabbitmq_broker_and_workers(tmp_path):
         HEALTH_TIMEOUT="3",
         HEALTH_CHECK_OPTIONS=json.dumps({"celery": {"critical": True}}),
     )
-    worker = support.celery_worker(env, tmp_path / "worker.log")
-    with support.gunicorn(env, tmp_path / "gunicorn.log") as server:
-        worker.start()
-        try:
-            support.wait_worker_ready(worker)
-            body = support.wait_until(
-                lambda: (r := readyz(server)).status_code == 200 and r.json(),
-                timeout=15,
-                message="ready with a RabbitMQ broker and a worker",
-            )
-            assert body["checks"]["celery_broker"]["status"] == "pass"
-            assert body["checks"]["celery"]["status"] == "pass"
-            assert "guest" not in requests.get(server.url + "/health", timeout=10).text  # no broker credentials
-        finally:
-            worker.stop()
+    with (
+        support.gunicorn(env, tmp_path / "gunicorn.log") as server,
+        support.running_worker(env, tmp_path / "worker.log"),
+    ):
+        body = support.wait_until(
+            lambda: (r := readyz(server)).status_code == 200 and r.json(),
+            timeout=15,
+            message="ready with a RabbitMQ broker and a worker",
+        )
+        assert body["checks"]["celery_broker"]["status"] == "pass"
+        assert body["checks"]["celery"]["status"] == "pass"
+        assert "guest" not in requests.get(server.url + "/health", timeout=10).text  # no broker credentials

@@ -219,22 +219,19 @@ def test_invalid_log_level_fails_at_startup(tmp_path):
 
 def test_celery_task_and_child_inherit_the_request_id(tmp_path):
     env = support.sqlite_env(tmp_path, REDIS_URL=support.redis_url(7), LOG_FORMAT="json")
-    worker = support.celery_worker(env, tmp_path / "worker.log")
-    with support.gunicorn(env, tmp_path / "web.log", workers=1) as server:
-        worker.start()
-        try:
-            support.wait_worker_ready(worker)
-            response = requests.get(
-                server.url + "/api/enqueue?chain=1&marker=c1", headers={"X-Correlation-ID": "req_abc123"}, timeout=10
-            )
-            assert response.status_code == 202
-            support.wait_until(lambda: "child task ran" in worker.output(), timeout=20, message="child task")
-            support.manage("shell", "-c", "from testproject.demo.tasks import add; add.delay(2, 3)", env=env)
-            support.manage("shell", "-c", "from testproject.demo.tasks import fail; fail.delay('nope')", env=env)
-            support.wait_until(lambda: worker.output().count('"task_failed"') == 1, timeout=20, message="failure")
-            support.wait_until(lambda: worker.output().count('"task_succeeded"') >= 3, timeout=20, message="adds")
-        finally:
-            worker.stop()
+    with (
+        support.gunicorn(env, tmp_path / "web.log", workers=1) as server,
+        support.running_worker(env, tmp_path / "worker.log") as worker,
+    ):
+        response = requests.get(
+            server.url + "/api/enqueue?chain=1&marker=c1", headers={"X-Correlation-ID": "req_abc123"}, timeout=10
+        )
+        assert response.status_code == 202
+        support.wait_until(lambda: "child task ran" in worker.output(), timeout=20, message="child task")
+        support.manage("shell", "-c", "from testproject.demo.tasks import add; add.delay(2, 3)", env=env)
+        support.manage("shell", "-c", "from testproject.demo.tasks import fail; fail.delay('nope')", env=env)
+        support.wait_until(lambda: worker.output().count('"task_failed"') == 1, timeout=20, message="failure")
+        support.wait_until(lambda: worker.output().count('"task_succeeded"') >= 3, timeout=20, message="adds")
     lines = json_lines(worker.output())
     parent = next(e for e in lines if e["message"] == "parent task ran")
     child = next(e for e in lines if e["message"] == "child task ran")

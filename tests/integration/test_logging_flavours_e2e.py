@@ -290,18 +290,15 @@ def test_request_lines_are_sampled_but_errors_slow_requests_and_metrics_are_not(
 
 def test_celery_worker_lines_use_the_flavour_too(tmp_path):
     env = support.sqlite_env(tmp_path, LOG_FORMAT="json", LOG_JSON_FLAVOR="ecs")  # filesystem broker
-    worker = support.celery_worker(env, tmp_path / "worker.log")
-    with support.gunicorn(env, tmp_path / "web.log", workers=1) as server:
-        worker.start()
-        try:
-            support.wait_worker_ready(worker)
-            response = requests.get(
-                server.url + "/api/enqueue?chain=1&marker=c1", headers={"X-Correlation-ID": "req_ecs_task"}, timeout=10
-            )
-            assert response.status_code == 202
-            support.wait_until(lambda: "child task ran" in worker.output(), timeout=30, message="child task")
-        finally:
-            worker.stop()
+    with (
+        support.gunicorn(env, tmp_path / "web.log", workers=1) as server,
+        support.running_worker(env, tmp_path / "worker.log") as worker,
+    ):
+        response = requests.get(
+            server.url + "/api/enqueue?chain=1&marker=c1", headers={"X-Correlation-ID": "req_ecs_task"}, timeout=10
+        )
+        assert response.status_code == 202
+        support.wait_until(lambda: "child task ran" in worker.output(), timeout=30, message="child task")
     lines = [
         json.loads(line)
         for line in worker.output().splitlines()

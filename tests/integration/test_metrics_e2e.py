@@ -197,57 +197,52 @@ def test_prometheus_scrapes_both_ports_and_the_seed_promql_answers(tmp_path):
     env = metrics_env(tmp_path, REDIS_URL=support.redis_url(11))
     web_port, worker_port = int(env["METRICS_PORT"]), int(env["METRICS_WORKER_PORT"])
     token = support.manage("demo_token", env=env).stdout.strip()
-    worker = support.celery_worker(env, tmp_path / "worker.log")
-    with support.gunicorn(env, tmp_path / "web.log", workers=3) as server:
-        worker.start()
-        try:
-            support.wait_worker_ready(worker)
-            support.wait_for_port("127.0.0.1", web_port, 20)
-            support.wait_for_port("127.0.0.1", worker_port, 20)
-            with sm.prometheus({"django": web_port, "celery": worker_port}) as prom:
-                support.wait_until(lambda: len(sm.query(prom, "up == 1")) == 2, timeout=30, message="both up")
-                plan = [
-                    support_load.Request(
-                        "POST", "/api/chat", (("Authorization", f"Bearer {token}"),), b'{"message": "hi"}'
-                    )
-                ] * 20
-                for _ in range(4):
-                    assert {r.status for r in support_load.send_all(server.port, plan, concurrency=4)} == {202}
-                    requests.get(server.url + "/health", timeout=10)
-                    time.sleep(1.2)
-                seed = {
-                    "average latency": "rate(authorized_invoke_duration_seconds_sum[30s])"
-                    " / rate(authorized_invoke_duration_seconds_count[30s])",
-                    "p95 latency": "histogram_quantile(0.95, rate(authorized_invoke_duration_seconds_bucket[30s]))",
-                    # The two histograms have different labels: sum them, as the shipped recording rule does.
-                    "authorization overhead %": "sum(rate(authorization_duration_seconds_sum[30s]))"
-                    " / sum(rate(authorized_invoke_duration_seconds_sum[30s])) * 100",
-                }
-                for what, expr in seed.items():
-                    result = support.wait_until(lambda e=expr: sm.query(prom, e), timeout=20, message=what)
-                    assert float(result[0]["value"][1]) > 0, (what, result)
-                    assert sm.promtool_query(prom, expr).strip(), what
-                tasks = support.wait_until(
-                    lambda: sm.query(prom, 'sum(celery_tasks_total{job="celery",state="succeeded"})'),
-                    timeout=20,
-                    message="task metrics scraped",
-                )
-                assert float(tasks[0]["value"][1]) >= 80
-                # Every metric name used by the shipped dashboards, alerts and recording rules exists
-                # (a crash and an N+1 first, so that their counters have samples).
-                assert requests.get(server.url + "/api/crash", timeout=10).status_code == 500
-                assert requests.get(server.url + "/api/users/report?n=12", timeout=10).status_code == 200  # an N+1
-                exposed = sm.names(sm.scrape(web_port)) | sm.names(sm.scrape(worker_port))
-                # Counters declared but not yet incremented (collector errors) have no sample, only a TYPE line.
-                for port in (web_port, worker_port):
-                    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-                    for line in text.splitlines():
-                        if line.startswith("# TYPE ") and line.endswith(" counter"):
-                            exposed.add(line.split()[2])  # the text format names counters with _total
-                used = set()
-                for expr in promql.shipped_expressions().values():
-                    used |= promql.metric_names(expr)
-                missing = used - promql.recorded_names() - promql.POSTGRES_POOL_NAMES - exposed
-                assert not missing, f"queries use metrics nobody exposes: {sorted(missing)}"
-        finally:
-            worker.stop()
+    with (
+        support.gunicorn(env, tmp_path / "web.log", workers=3) as server,
+        support.running_worker(env, tmp_path / "worker.log"),
+    ):
+        support.wait_for_port("127.0.0.1", web_port, 20)
+        support.wait_for_port("127.0.0.1", worker_port, 20)
+        with sm.prometheus({"django": web_port, "celery": worker_port}) as prom:
+            support.wait_until(lambda: len(sm.query(prom, "up == 1")) == 2, timeout=30, message="both up")
+            plan = [
+                support_load.Request("POST", "/api/chat", (("Authorization", f"Bearer {token}"),), b'{"message": "hi"}')
+            ] * 20
+            for _ in range(4):
+                assert {r.status for r in support_load.send_all(server.port, plan, concurrency=4)} == {202}
+                requests.get(server.url + "/health", timeout=10)
+                time.sleep(1.2)
+            seed = {
+                "average latency": "rate(authorized_invoke_duration_seconds_sum[30s])"
+                " / rate(authorized_invoke_duration_seconds_count[30s])",
+                "p95 latency": "histogram_quantile(0.95, rate(authorized_invoke_duration_seconds_bucket[30s]))",
+                # The two histograms have different labels: sum them, as the shipped recording rule does.
+                "authorization overhead %": "sum(rate(authorization_duration_seconds_sum[30s]))"
+                " / sum(rate(authorized_invoke_duration_seconds_sum[30s])) * 100",
+            }
+            for what, expr in seed.items():
+                result = support.wait_until(lambda e=expr: sm.query(prom, e), timeout=20, message=what)
+                assert float(result[0]["value"][1]) > 0, (what, result)
+                assert sm.promtool_query(prom, expr).strip(), what
+            tasks = support.wait_until(
+                lambda: sm.query(prom, 'sum(celery_tasks_total{job="celery",state="succeeded"})'),
+                timeout=20,
+                message="task metrics scraped",
+            )
+            assert float(tasks[0]["value"][1]) >= 80
+            # Every metric name used by the shipped dashboards, alerts and recording rules exists
+            # (a crash and an N+1 first, so that their counters have samples).
+            assert requests.get(server.url + "/api/crash", timeout=10).status_code == 500
+            assert requests.get(server.url + "/api/users/report?n=12", timeout=10).status_code == 200  # an N+1
+            exposed = sm.names(sm.scrape(web_port)) | sm.names(sm.scrape(worker_port))
+            # Counters declared but not yet incremented (collector errors) have no sample, only a TYPE line.
+            for port in (web_port, worker_port):
+                text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+                for line in text.splitlines():
+                    if line.startswith("# TYPE ") and line.endswith(" counter"):
+                        exposed.add(line.split()[2])  # the text format names counters with _total
+            used = set()
+            for expr in promql.shipped_expressions().values():
+                used |= promql.metric_names(expr)
+            missing = used - promql.recorded_names() - promql.POSTGRES_POOL_NAMES - exposed
+            assert not missing, f"queries use metrics nobody exposes: {sorted(missing)}"

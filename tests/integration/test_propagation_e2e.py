@@ -271,9 +271,7 @@ def test_gunicorn_and_uvicorn_with_tracing_send_both_headers(tmp_path, recorder)
     with support_otlp.HttpReceiver() as receiver:
         env = support.sqlite_env(
             tmp_path,
-            OTEL_ENABLED="true",
-            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
-            OTEL_BSP_SCHEDULE_DELAY="200",
+            **support.tracing_to(receiver.endpoint),
             LOG_FORMAT="json",
         )
         with support.gunicorn(env, tmp_path / "web.log", workers=2) as web:
@@ -308,9 +306,7 @@ def test_celery_task_calls_carry_the_tasks_id(tmp_path, recorder):
     with support_otlp.HttpReceiver() as receiver:
         env = support.sqlite_env(
             tmp_path,
-            OTEL_ENABLED="true",
-            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
-            OTEL_BSP_SCHEDULE_DELAY="200",
+            **support.tracing_to(receiver.endpoint),
             LOG_FORMAT="json",
         )
         worker = support.celery_worker(env, tmp_path / "worker.log")

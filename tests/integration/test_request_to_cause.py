@@ -33,9 +33,7 @@ def stack(tmp_path_factory):
     web_port, worker_port = support.free_port(), support.free_port()
     env = support.sqlite_env(
         tmp,
-        OTEL_ENABLED="true",
-        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
-        OTEL_BSP_SCHEDULE_DELAY="200",
+        **support.tracing_to(receiver.endpoint),
         LOG_FORMAT="json",
         METRICS_PORT=str(web_port),
         METRICS_WORKER_PORT=str(worker_port),

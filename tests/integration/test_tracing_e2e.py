@@ -28,10 +28,8 @@ def stack(tmp_path_factory):
     env = support.project_env(
         DATABASE_URL=url,
         REDIS_URL=support.redis_url(12),
-        OTEL_ENABLED="true",
         LOG_FORMAT="json",
-        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
-        OTEL_BSP_SCHEDULE_DELAY="200",
+        **support.tracing_to(receiver.endpoint),
         TESTPROJECT_VAR_DIR=str(tmp / "var"),
         METRICS_PORT="0",
         METRICS_WORKER_PORT="0",
@@ -185,10 +183,8 @@ def test_grpc_protocol(tmp_path):
     with support_otlp.GrpcReceiver() as receiver:
         env = support.sqlite_env(
             tmp_path,
-            OTEL_ENABLED="true",
             OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
-            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
-            OTEL_BSP_SCHEDULE_DELAY="200",
+            **support.tracing_to(receiver.endpoint),
             METRICS_PORT="0",
         )
         with support.gunicorn(env, tmp_path / "web.log", workers=1) as web:
@@ -275,9 +271,7 @@ def test_exemplars_link_latency_to_traces_in_single_process_mode(tmp_path):
         port = support.free_port()
         env = support.sqlite_env(
             tmp_path,
-            OTEL_ENABLED="true",
-            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
-            OTEL_BSP_SCHEDULE_DELAY="200",
+            **support.tracing_to(receiver.endpoint),
             METRICS_PORT=str(port),
         )
         with support.runserver(env, tmp_path / "web.log") as web:
