@@ -290,7 +290,7 @@ def check_list(raw: Any) -> tuple[Any, ...]:
 
 def slo_list(raw: Any) -> tuple[Any, ...]:
     """Service level objectives: a list of dicts; from the environment, a JSON list (see ``django_observe.slo``)."""
-    from django_observe.slo import parse_objectives
+    from django_observe.alerting.slo import parse_objectives
 
     return parse_objectives(raw)
 
@@ -742,7 +742,7 @@ def _cross_check(values: dict[str, Any], sources: dict[str, str]) -> list[Config
             )
         )
     if values["slos"]:
-        from django_observe.slo import threshold_problem
+        from django_observe.alerting.slo import threshold_problem
 
         for index, objective in enumerate(values["slos"]):
             problem = threshold_problem(objective, values["metrics_buckets"])

@@ -9,7 +9,9 @@ Alerts follow the multiwindow, multi-burn-rate form of the Google SRE workbook (
 a *burn rate* of 1 spends exactly the error budget over the objective's window; the page fires when
 both a long and a short window burn faster than 14.4 (1h and 5m) or 6 (6h and 30m), the ticket when
 they burn faster than 3 (1d and 2h) or 1 (3d and 6h). The rules themselves are built in
-:mod:`django_observe.metrics.rules`.
+:mod:`django_observe.alerting.rules`.
+
+This module imports neither Django nor PyYAML: the configuration parses ``SLOS`` with it at startup.
 """
 
 from __future__ import annotations
@@ -251,11 +253,7 @@ def example_route(pattern: str | None) -> str | None:
     if pattern is None:
         return "api/example"
     try:
-        from re import _parser as sre_parse  # Python 3.11+
-    except ImportError:  # pragma: no cover
-        import sre_parse  # type: ignore[no-redef]
-    try:
-        candidate = _render(sre_parse.parse(pattern))
+        candidate = _render(_regex_parser().parse(pattern))
     except (ValueError, KeyError, TypeError):
         return None
     for route in (candidate, "api/example") if candidate else ("api/example", candidate):
@@ -264,8 +262,21 @@ def example_route(pattern: str | None) -> str | None:
     return None
 
 
+def _regex_parser() -> Any:
+    """``re._parser``: the only parser of Python's regular expression syntax that Python ships.
+
+    No public API exposes the parse tree (``sre_parse`` is its deprecated alias), and an example string must
+    follow Python's own syntax, which ``routes`` is validated with. It is imported here, not at module level,
+    so that a Python without it only breaks the generation of promtool tests; tests/unit/test_slo.py checks
+    the names used below and fails when a Python release changes them.
+    """
+    from re import _parser  # type: ignore[attr-defined]
+
+    return _parser
+
+
 def _render(parsed: Any) -> str:
-    from re import _constants as c
+    from re import _constants as c  # type: ignore[attr-defined]  # see _regex_parser
 
     out = []
     for op, arg in parsed:
