@@ -76,7 +76,8 @@ def configure_metrics(
     from .auth import install_auth_instrumentation
     from .backends import install_cache_instrumentation
     from .catalogue import build_catalogue
-    from .collectors import BuildInfoCollector, CeleryCollector
+    from .collectors.build_info import BuildInfoCollector
+    from .collectors.celery import CeleryCollector
     from .http import RequestRecorder
 
     catalogue = build_catalogue(config.metrics_namespace, config.metrics_buckets, config.metrics_max_label_values)
@@ -94,10 +95,10 @@ def configure_metrics(
     install_auth_instrumentation(catalogue)
     if config.metrics_cache:
         install_cache_instrumentation(catalogue)
-    from . import infra
+    from .collectors.base import ErrorsCollector, ScrapeErrors
 
     collectors: list[Any] = [BuildInfoCollector(config.metrics_namespace, __version__, config.service_version)]
-    errors = infra.ScrapeErrors()
+    errors = ScrapeErrors()
     if celery_app is not None:
         from . import celery as celery_metrics
 
@@ -107,7 +108,7 @@ def configure_metrics(
         health_runner.listeners.append(_health_listener(catalogue))
     _state = MetricsState(catalogue, recorder, path, collectors)
     collectors.extend(_infrastructure(config, _state, errors, dict(databases or {})))
-    collectors.append(infra.ErrorsCollector(_prefix(config.metrics_namespace), errors))
+    collectors.append(ErrorsCollector(_prefix(config.metrics_namespace), errors))
     if role in ("web", "worker"):
         port = config.metrics_port if role == "web" else config.metrics_worker_port
         if port:
@@ -123,34 +124,40 @@ def _prefix(namespace: str) -> str:
 
 def _infrastructure(config: ObserveConfig, state: MetricsState, errors: Any, databases: dict[str, Any]) -> list[Any]:
     """The scrape-time collectors the configuration asks for (and the per-process recorders they read)."""
-    from . import infra
+    from .collectors.active_users import ActiveUsers, ActiveUsersCollector
+    from .collectors.base import Deadline
+    from .collectors.database import DatabaseCollector, PoolRecorder, pool_aliases
+    from .collectors.disk import DiskCollector
+    from .collectors.host import HostCollector
+    from .collectors.process import ProcessesCollector
+    from .collectors.redis import RedisCollector
 
     prefix = _prefix(config.metrics_namespace)
-    deadline = infra.Deadline(config.metrics_collector_timeout)
+    deadline = Deadline(config.metrics_collector_timeout)
     found: list[Any] = []
     if config.metrics_db_connections:
-        aliases = infra.pool_aliases(databases)
+        aliases = pool_aliases(databases)
         if aliases:
-            state.pool_recorder = infra.PoolRecorder(config.metrics_namespace, aliases)
+            state.pool_recorder = PoolRecorder(config.metrics_namespace, aliases)
             _record_pools_after_work(state.pool_recorder)
-        server_side = infra.DatabaseCollector(prefix, errors, deadline, databases)
+        server_side = DatabaseCollector(prefix, errors, deadline, databases)
         if server_side.aliases:  # PostgreSQL only
             found.append(server_side)
     if config.metrics_redis and config.redis_urls:
-        found.append(infra.RedisCollector(prefix, errors, deadline, config.redis_urls))
+        found.append(RedisCollector(prefix, errors, deadline, config.redis_urls))
     if config.metrics_disk and config.metrics_disk_paths:
-        found.append(infra.DiskCollector(prefix, errors, deadline, config.metrics_disk_paths))
+        found.append(DiskCollector(prefix, errors, deadline, config.metrics_disk_paths))
     if config.metrics_process:
-        found.append(infra.HostCollector(prefix, errors, deadline))
+        found.append(HostCollector(prefix, errors, deadline))
         if state.multiprocess_path is not None:
-            found.append(infra.ProcessesCollector(prefix, errors, deadline, state.multiprocess_path))
+            found.append(ProcessesCollector(prefix, errors, deadline, state.multiprocess_path))
     if config.metrics_active_users:
         directory = (
             os.path.join(state.multiprocess_path, "active_users") if state.multiprocess_path is not None else None
         )
-        state.active_users = infra.ActiveUsers(config.metrics_active_users_window, directory)
+        state.active_users = ActiveUsers(config.metrics_active_users_window, directory)
         state.recorder.active_users = state.active_users
-        found.append(infra.ActiveUsersCollector(prefix, errors, deadline, state.active_users))
+        found.append(ActiveUsersCollector(prefix, errors, deadline, state.active_users))
     return found
 
 
