@@ -107,7 +107,7 @@ def fake_celery(calls):
         control=types.SimpleNamespace(ping=lambda timeout: calls.hit() or [{"w1": "pong"}]),
     )
     collector = CeleryCollector(app, "", ScrapeErrors(), workers_ttl=1.0)
-    return collector, [collector.queue_cache, collector.workers_cache]
+    return collector, [collector.queue_cache, collector.workers_cache, collector.ping_answer]
 
 
 @pytest.fixture(params=["database", "redis", "disk", "host", "celery"])
@@ -124,7 +124,7 @@ def dependency(request, monkeypatch, tmp_path):
     clock = Clock()
     for cache in caches:
         cache.clock = clock
-    return collector, calls, clock, len(caches)
+    return collector, calls, clock, 2 if request.param == "celery" else 1
 
 
 def names(collector):
@@ -217,3 +217,28 @@ def test_django_keeps_its_psycopg_pools_in_the_private_dict_the_pool_recorder_re
     assert get("db_client_connection_max", {"alias": "observe_test"}) == 4
     assert get("db_client_connection_pending_requests", {"alias": "observe_test"}) == 2
     assert get("db_client_connection_max", {"alias": "absent"}) is None
+
+
+def test_celery_keeps_a_ping_answer_for_workers_ttl_but_retries_a_failed_ping_after_the_interval():
+    answers = [RuntimeError("broker busy"), [{"w1": "pong"}], [{"w1": "pong"}, {"w2": "pong"}]]
+
+    def ping(timeout):
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    app = types.SimpleNamespace(control=types.SimpleNamespace(ping=ping))
+    errors, clock = ScrapeErrors(), Clock()
+    collector = CeleryCollector(app, "", errors, workers_ttl=10.0)
+    collector.workers_cache.clock = collector.ping_answer.clock = clock
+    read = lambda: base.guarded_read(  # noqa: E731
+        "celery_workers", collector._worker_count, collector.deadline, errors, collector.workers_cache
+    )
+    assert read() is None and errors.counts == {"celery_workers": 1}
+    clock.now += 1.0
+    assert read() == 1  # the failure was kept one interval, not workers_ttl
+    clock.now += 5.0
+    assert read() == 1  # the answer is kept workers_ttl
+    clock.now += 5.0
+    assert read() == 2

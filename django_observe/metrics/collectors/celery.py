@@ -42,7 +42,9 @@ class CeleryCollector:
         # The broker calls have their own timeouts; the deadline also bounds a broker that accepts and hangs.
         self.deadline = Deadline(timeout + 0.5)
         self.queue_cache = ResultCache(cache_seconds)
-        self.workers_cache = ResultCache(max(workers_ttl, cache_seconds))
+        self.workers_cache = ResultCache(cache_seconds)
+        # A ping's answer is kept longer, but only an answer: a failed ping is retried after cache_seconds.
+        self.ping_answer = ResultCache(max(workers_ttl, cache_seconds))
 
     def _queues(self) -> list[str]:
         conf = self.app.conf
@@ -62,8 +64,11 @@ class CeleryCollector:
                     channel = conn.channel()
         return lengths
 
-    def _worker_count(self) -> int:
+    def _ping(self) -> int:
         return len(self.app.control.ping(timeout=min(self.timeout, 0.5)) or [])
+
+    def _worker_count(self) -> int:
+        return self.ping_answer.get(self._ping)
 
     def collect(self) -> Iterable[Metric]:
         lengths = guarded_read("celery_queue_length", self._queue_lengths, self.deadline, self.errors, self.queue_cache)
