@@ -76,11 +76,15 @@ def _timed_session_user(get_user: Callable[[Any], Any]) -> Callable[[Any], Any]:
 def install_auth_instrumentation() -> None:
     """Wrap Django's session user loading and, when installed, DRF's authentication and permissions (once;
     the wrappers record into the current runtime's catalogue)."""
-    from django.contrib.auth import middleware as auth_middleware
+    from django.apps import apps
 
-    if not getattr(auth_middleware.get_user, "_django_observe", False):
-        auth_middleware.get_user = _timed_session_user(auth_middleware.get_user)
-        auth_middleware.get_user._django_observe = True
+    # Importing django.contrib.auth's middleware loads its models, which fails in a project without the app.
+    if apps.is_installed("django.contrib.auth"):
+        from django.contrib.auth import middleware as auth_middleware
+
+        if not getattr(auth_middleware.get_user, "_django_observe", False):
+            auth_middleware.get_user = _timed_session_user(auth_middleware.get_user)
+            auth_middleware.get_user._django_observe = True
     try:
         from rest_framework.request import Request
         from rest_framework.views import APIView

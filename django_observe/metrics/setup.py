@@ -110,7 +110,8 @@ def build_metrics(
     from .auth import install_auth_instrumentation
     from .backends import install_cache_instrumentation
     from .catalogue import build_catalogue
-    from .collectors import BuildInfoCollector, CeleryCollector
+    from .collectors.build_info import BuildInfoCollector
+    from .collectors.celery import CeleryCollector
     from .http import RequestRecorder
 
     catalogue = build_catalogue(
@@ -130,17 +131,21 @@ def build_metrics(
     install_auth_instrumentation()
     if config.metrics_cache:
         install_cache_instrumentation()
-    from . import infra
+    from .collectors.base import ErrorsCollector, ScrapeErrors
 
     collectors: list[Any] = [BuildInfoCollector(config.metrics_namespace, __version__, config.service_version)]
-    errors = infra.ScrapeErrors()
+    errors = ScrapeErrors()
     if celery_app is not None:
-        collectors.append(CeleryCollector(celery_app, config.metrics_namespace, errors))
+        collectors.append(
+            CeleryCollector(
+                celery_app, config.metrics_namespace, errors, cache_seconds=config.metrics_collector_cache_seconds
+            )
+        )
     if health_runner is not None:
         health_runner.listeners.append(_health_listener(catalogue))
     state = MetricsState(catalogue, recorder, path, collectors, registry, exemplar_store=store)
     collectors.extend(_infrastructure(config, state, errors, dict(databases or {})))
-    collectors.append(infra.ErrorsCollector(_prefix(config.metrics_namespace), errors))
+    collectors.append(ErrorsCollector(_prefix(config.metrics_namespace), errors))
     return state
 
 
@@ -165,34 +170,41 @@ def _prefix(namespace: str) -> str:
 
 def _infrastructure(config: ObserveConfig, state: MetricsState, errors: Any, databases: dict[str, Any]) -> list[Any]:
     """The scrape-time collectors the configuration asks for (and the per-process recorders they read)."""
-    from . import infra
+    from .collectors.active_users import ActiveUsers, ActiveUsersCollector
+    from .collectors.base import Deadline
+    from .collectors.database import DatabaseCollector, PoolRecorder, pool_aliases
+    from .collectors.disk import DiskCollector
+    from .collectors.host import HostCollector
+    from .collectors.process import ProcessesCollector
+    from .collectors.redis import RedisCollector
 
     prefix = _prefix(config.metrics_namespace)
-    deadline = infra.Deadline(config.metrics_collector_timeout)
+    deadline = Deadline(config.metrics_collector_timeout)
+    cache = config.metrics_collector_cache_seconds
     found: list[Any] = []
     if config.metrics_db_connections:
-        aliases = infra.pool_aliases(databases)
+        aliases = pool_aliases(databases)
         if aliases:
-            state.pool_recorder = infra.PoolRecorder(config.metrics_namespace, aliases)
+            state.pool_recorder = PoolRecorder(config.metrics_namespace, aliases)
             _record_pools_after_work(state.pool_recorder)
-        server_side = infra.DatabaseCollector(prefix, errors, deadline, databases)
+        server_side = DatabaseCollector(prefix, errors, deadline, databases, cache_seconds=cache)
         if server_side.aliases:  # PostgreSQL only
             found.append(server_side)
     if config.metrics_redis and config.redis_urls:
-        found.append(infra.RedisCollector(prefix, errors, deadline, config.redis_urls))
+        found.append(RedisCollector(prefix, errors, deadline, config.redis_urls, cache_seconds=cache))
     if config.metrics_disk and config.metrics_disk_paths:
-        found.append(infra.DiskCollector(prefix, errors, deadline, config.metrics_disk_paths))
+        found.append(DiskCollector(prefix, errors, deadline, config.metrics_disk_paths, cache_seconds=cache))
     if config.metrics_process:
-        found.append(infra.HostCollector(prefix, errors, deadline))
+        found.append(HostCollector(prefix, errors, deadline, cache_seconds=cache))
         if state.multiprocess_path is not None:
-            found.append(infra.ProcessesCollector(prefix, errors, deadline, state.multiprocess_path))
+            found.append(ProcessesCollector(prefix, errors, deadline, state.multiprocess_path, cache_seconds=cache))
     if config.metrics_active_users:
         directory = (
             os.path.join(state.multiprocess_path, "active_users") if state.multiprocess_path is not None else None
         )
-        state.active_users = infra.ActiveUsers(config.metrics_active_users_window, directory)
+        state.active_users = ActiveUsers(config.metrics_active_users_window, directory)
         state.recorder.active_users = state.active_users
-        found.append(infra.ActiveUsersCollector(prefix, errors, deadline, state.active_users))
+        found.append(ActiveUsersCollector(prefix, errors, deadline, state.active_users, cache_seconds=cache))
     return found
 
 

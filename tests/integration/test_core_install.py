@@ -1,4 +1,4 @@
-"""The core install serves health without Celery or Redis (their imports are blocked in a subprocess)."""
+"""The core install (no extras) works: imports of Celery, Redis or PyYAML are blocked in a subprocess."""
 
 import json
 import subprocess
@@ -46,3 +46,31 @@ def test_core_install_serves_health_without_celery_or_redis(tmp_path):
         "ping": 200,
         "celery_loaded": False,
     }
+
+
+YAML_BLOCKED = """
+import sys
+
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "yaml":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, Block())
+from django.core.management import execute_from_command_line
+execute_from_command_line(["manage.py", "observe_rules"])
+"""
+
+
+def test_observe_rules_without_pyyaml_names_the_extra():
+    result = subprocess.run(
+        [support.PYTHON, "-c", YAML_BLOCKED],
+        cwd=support.ROOT,
+        env=support.project_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "CommandError" in result.stderr and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "pip install 'django-observe[alerting]'" in result.stderr

@@ -1,4 +1,4 @@
-"""Pure logic of the infrastructure collectors and the business metrics API (issue #9)."""
+"""Pure logic of the scrape-time collectors and the business metrics API."""
 
 import asyncio
 import logging
@@ -12,8 +12,11 @@ import time
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from django_observe.metrics import business, infra
-from django_observe.metrics.infra import ActiveUsers, Deadline, ScrapeErrors
+from django_observe.metrics import business
+from django_observe.metrics.collectors import base, disk, host, process
+from django_observe.metrics.collectors.active_users import ActiveUsers
+from django_observe.metrics.collectors.base import Deadline, ScrapeErrors
+from django_observe.metrics.collectors.redis import RedisCollector, redis_name
 
 
 def samples(collector):
@@ -32,7 +35,7 @@ def test_errors_are_counted_and_logged_once_per_period(caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "redis (host:6379/0) failed: ConnectionError" in lines[0]
     assert "secret" not in lines[0]
-    family = samples(infra.ErrorsCollector("", errors))
+    family = samples(base.ErrorsCollector("", errors))
     assert family == {("metrics_collector_errors_total", (("collector", "redis"),)): 5}
 
 
@@ -42,7 +45,7 @@ def test_deadline_bounds_a_hung_read_and_does_not_start_it_twice():
     started = time.monotonic()
     with pytest.raises(TimeoutError):
         deadline.run("slow", release.wait)
-    with pytest.raises(infra.CollectorBusy):
+    with pytest.raises(base.CollectorBusy):
         deadline.run("slow", release.wait)
     assert time.monotonic() - started < 1
     release.set()
@@ -59,7 +62,7 @@ def test_a_redis_that_accepts_but_never_answers_does_not_stall_the_scrape():
     port = listener.getsockname()[1]
     try:
         errors = ScrapeErrors()
-        collector = infra.RedisCollector("", errors, Deadline(0.3), [f"redis://user:pw@127.0.0.1:{port}/2"])
+        collector = RedisCollector("", errors, Deadline(0.3), [f"redis://user:pw@127.0.0.1:{port}/2"])
         started = time.monotonic()
         assert samples(collector) == {}
         assert time.monotonic() - started < 1.0
@@ -72,10 +75,10 @@ def test_a_redis_that_accepts_but_never_answers_does_not_stall_the_scrape():
 
 
 def test_redis_names_never_carry_credentials():
-    assert infra.redis_name("redis://:hunter2@cache.internal:6380/3") == "cache.internal:6380/3"
-    assert infra.redis_name("rediss://user:pw@h") == "h:6379/0"
-    assert infra.redis_name("unix:///run/redis.sock") == "unix:/run/redis.sock"
-    collector = infra.RedisCollector("", ScrapeErrors(), Deadline(0.1), ["redis://a@h/0", "redis://b@h/0"])
+    assert redis_name("redis://:hunter2@cache.internal:6380/3") == "cache.internal:6380/3"
+    assert redis_name("rediss://user:pw@h") == "h:6379/0"
+    assert redis_name("unix:///run/redis.sock") == "unix:/run/redis.sock"
+    collector = RedisCollector("", ScrapeErrors(), Deadline(0.1), ["redis://a@h/0", "redis://b@h/0"])
     assert list(collector.targets) == ["h:6379/0", "h:6379/0#1"]
 
 
@@ -84,7 +87,7 @@ def test_redis_names_never_carry_credentials():
 
 def test_disk_reports_used_and_total_and_counts_a_missing_path(tmp_path):
     errors = ScrapeErrors()
-    found = samples(infra.DiskCollector("ns_", errors, Deadline(1), [str(tmp_path), str(tmp_path / "missing")]))
+    found = samples(disk.DiskCollector("ns_", errors, Deadline(1), [str(tmp_path), str(tmp_path / "missing")]))
     used = found[("ns_disk_used_bytes", (("path", str(tmp_path)),))]
     total = found[("ns_disk_total_bytes", (("path", str(tmp_path)),))]
     assert 0 < used < total
@@ -98,10 +101,10 @@ def test_processes_are_summed_over_the_group_and_cpu_stays_monotonic(tmp_path):
         group.mkdir()
         (group / f"counter_{child.pid}.db").write_bytes(b"")
         (group / "gauge_livesum_999999999.db").write_bytes(b"")  # a pid that does not exist
-        collector = infra.ProcessesCollector("", ScrapeErrors(), Deadline(1), str(group))
+        collector = process.ProcessesCollector("", ScrapeErrors(), Deadline(1), str(group), cache_seconds=0)
         first = samples(collector)
         assert first[("process_group_processes", ())] == 2
-        mine = infra.read_process(os.getpid())
+        mine = process.read_process(os.getpid())
         assert first[("process_resident_memory_bytes", ())] > mine[1]
         cpu_before = first[("process_cpu_seconds_total", ())]
     finally:
@@ -119,7 +122,7 @@ def test_host_memory_and_cgroup_limit(tmp_path):
     (cgroup / "memory.max").write_text("524288\n")
     (cgroup / "memory.current").write_text("262144\n")
     (cgroup / "cpu.max").write_text("50000 100000\n")
-    collector = infra.HostCollector("", ScrapeErrors(), Deadline(1), str(tmp_path / "meminfo"), str(cgroup))
+    collector = host.HostCollector("", ScrapeErrors(), Deadline(1), str(tmp_path / "meminfo"), str(cgroup))
     found = samples(collector)
     assert found[("host_memory_total_bytes", ())] == 1024000
     assert found[("host_memory_available_bytes", ())] == 409600

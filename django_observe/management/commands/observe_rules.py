@@ -1,6 +1,7 @@
 """``manage.py observe_rules``: Prometheus recording and alert rules for the seed's alerts and ``SLOS``.
 
-Thin: the rules are built by :mod:`django_observe.metrics.rules` from the loaded configuration.
+Thin: the rules are built by :mod:`django_observe.alerting` from the loaded configuration; writing them needs
+PyYAML (the ``alerting`` extra), and its absence is a clear error, not a traceback.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from django_observe.metrics import rules
+from django_observe.alerting import output, promtool, rules
 from django_observe.runtime import get_runtime
 
 _DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -52,6 +53,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        try:
+            self._write(options)
+        except output.YAMLUnavailable as exc:
+            raise CommandError(str(exc)) from None
+
+    def _write(self, options):
         config = get_runtime().config
         if options["tests"] and (not options["output"] or options["format"] != "rules"):
             raise CommandError("--tests needs --output FILE and --format rules (promtool reads plain rule files)")
@@ -72,14 +79,14 @@ class Command(BaseCommand):
             document = rules.prometheus_rule(config, name, labels, options["namespace"])
         else:
             document = rules.rule_file(config)
-        text = rules.dump_yaml(document)
+        text = output.dump_yaml(document)
 
         if options["tests"]:
             try:
-                tests = rules.slo_tests(config, [rules.relative_path(options["output"], options["tests"])])
+                tests = promtool.slo_tests(config, [promtool.relative_path(options["output"], options["tests"])])
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
-            tests_text = rules.dump_yaml(tests, header=f"# promtool test rules {Path(options['tests']).name}\n")
+            tests_text = output.dump_yaml(tests, header=f"# promtool test rules {Path(options['tests']).name}\n")
 
         if options["output"]:
             Path(options["output"]).write_text(text)
