@@ -338,6 +338,7 @@ class MetricsServer(socketserver.ThreadingMixIn, WSGIServer):
     """
 
     daemon_threads = True
+    request_queue_size = 128  # connections beyond the cap wait here (the stdlib's 5 would drop a burst's SYNs)
     slot_wait_seconds = 0.5  # how long the accept loop waits for a free slot before it checks for shutdown
 
     def __init__(
