@@ -80,8 +80,13 @@ def test_warning_is_registered_and_silenceable(config):
 
 def test_warnings_function_is_pure():
     base = runtime.get_config()
-    open_port = dataclasses.replace(base, metrics_address="0.0.0.0", metrics_port=9100, metrics_token=None)
-    assert "port 9100" in metrics_exposure_warnings(dataclasses.replace(open_port, metrics_allowed_ips=()))[0].msg
+    open_port = dataclasses.replace(
+        base, metrics_address="0.0.0.0", metrics_port=9100, metrics_worker_port=0, metrics_token=None
+    )
+    assert "port 9100)" in metrics_exposure_warnings(dataclasses.replace(open_port, metrics_allowed_ips=()))[0].msg
+    both = dataclasses.replace(open_port, metrics_worker_port=9101, metrics_allowed_ips=())
+    assert "ports 9100 and 9101" in metrics_exposure_warnings(both)[0].msg
+    assert runtime.get_config() is base  # nothing installed
 
 
 # --- the multiprocess directory
