@@ -187,9 +187,9 @@ def _mark_dead_processes(path: str) -> None:
     pids = set()
     for name in glob.glob(os.path.join(path, "*.db")):
         stem = os.path.basename(name)[:-3]
-        pid = stem.rsplit("_", 1)[-1]
-        if pid.isdigit():
-            pids.add(int(pid))
+        suffix = stem.rsplit("_", 1)[-1]
+        if suffix.isdigit():
+            pids.add(int(suffix))
     for pid in pids:
         if not _alive(pid):
             multiprocess.mark_process_dead(pid, path)
@@ -286,7 +286,7 @@ def bind_family(address: str, port: int) -> tuple[socket.AddressFamily, str]:
     """
     infos = socket.getaddrinfo(address or "0.0.0.0", port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, _, _, _, sockaddr = infos[0]
-    return family, sockaddr[0]
+    return family, str(sockaddr[0])
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -310,7 +310,7 @@ class _DeadlineReader(io.RawIOBase):
 class _Handler(WSGIRequestHandler):
     """prometheus_client's silent handler; the request line and headers must arrive within ``timeout``."""
 
-    timeout: float = 10.0
+    timeout = 10.0
 
     def setup(self) -> None:
         super().setup()  # applies self.timeout to the socket
@@ -411,7 +411,7 @@ class Exporter:
         self.connection_timeout, self.max_connections = connection_timeout, max_connections
         self.lock_path = os.path.join(lock_dir, f"exporter-{port}.lock") if lock_dir else None
         self.server: MetricsServer | None = None
-        self._lock_file = None
+        self._lock_file: Any = None
         self._warned = False
         self._stopped = threading.Event()
 
@@ -441,6 +441,7 @@ class Exporter:
     def _run(self) -> None:
         while not self._stopped.is_set():
             if self._elected() and self._bind():
+                assert self.server is not None
                 self.server.serve_forever()
                 return
             if self.lock_path is None:
