@@ -160,7 +160,14 @@ def start_exporter(state: MetricsState, config: ObserveConfig, role: str) -> Non
     app = exporter.make_app(
         state.multiprocess_path, config.metrics_token, config.metrics_allowed_ips, lambda: collectors
     )
-    state.exporter = exporter.Exporter(config.metrics_address, port, app, state.multiprocess_path)
+    state.exporter = exporter.Exporter(
+        config.metrics_address,
+        port,
+        app,
+        state.multiprocess_path,
+        connection_timeout=getattr(config, "metrics_connection_timeout", 10.0),
+        max_connections=getattr(config, "metrics_max_connections", 16),
+    )
     state.exporter.start()
 
 

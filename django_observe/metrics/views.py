@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -25,17 +23,15 @@ def metrics(request: HttpRequest) -> HttpResponse:
         response = HttpResponse("method not allowed\n", status=405, content_type="text/plain")
         response["Allow"] = "GET, HEAD"
         return response
-    networks = tuple(ipaddress.ip_network(n, strict=False) for n in config.metrics_allowed_ips)
-    if not exporter._client_allowed(request.META.get("REMOTE_ADDR", ""), networks):
+    access = exporter.Access.build(config.metrics_token, config.metrics_allowed_ips)
+    refused = access.refusal(request.META.get("REMOTE_ADDR", ""), request.headers.get("Authorization", ""))
+    if refused == 403:
         return HttpResponse("forbidden\n", status=403, content_type="text/plain")
-    if not exporter._token_ok(request.headers.get("Authorization", ""), config.metrics_token):
+    if refused == 401:
         response = HttpResponse("unauthorized\n", status=401, content_type="text/plain")
         response["WWW-Authenticate"] = "Bearer"
         return response
-    from prometheus_client.exposition import choose_encoder
-
-    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    registry = exporter.make_registry(state.multiprocess_path, state.collectors)
-    response = HttpResponse(encoder(registry), content_type=content_type)
+    body, content_type = exporter.render(state.multiprocess_path, state.collectors, request.headers.get("Accept", ""))
+    response = HttpResponse(body, content_type=content_type)
     response["Cache-Control"] = "no-store"
     return response
