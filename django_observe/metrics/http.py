@@ -45,7 +45,7 @@ class RequestRecorder:
         self._exception_children: dict[tuple[str, str], Any] = {}
         self._query_children: dict[str, Any] = {}
         self.active = catalogue.active_requests
-        # infra.ActiveUsers when METRICS_ACTIVE_USERS is on (set by setup).
+        # collectors.active_users.ActiveUsers when METRICS_ACTIVE_USERS is on (set by setup).
         self.active_users: Any = None
 
     def begin(self) -> contextvars.Token[RequestState | None]:

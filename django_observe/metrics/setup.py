@@ -165,8 +165,8 @@ def start_exporter(state: MetricsState, config: ObserveConfig, role: str) -> Non
         port,
         app,
         state.multiprocess_path,
-        connection_timeout=getattr(config, "metrics_connection_timeout", 10.0),
-        max_connections=getattr(config, "metrics_max_connections", 16),
+        connection_timeout=config.metrics_connection_timeout,
+        max_connections=config.metrics_max_connections,
     )
     state.exporter.start()
 
