@@ -296,7 +296,10 @@ class ObserveConfig:
         (), networks, "Client addresses or networks allowed on the metrics port and view (empty: all)."
     )
     metrics_multiproc_dir: str | None = option(
-        None, optional_text, "Base directory for multiprocess metric files (default: the system temp dir)."
+        None,
+        optional_text,
+        "Base directory for multiprocess metric files (default: a private per-user directory, mode 0700, under "
+        "$XDG_RUNTIME_DIR or the system temp dir; see docs/metrics.md).",
     )
     # Scrape-time infrastructure collectors.
     metrics_collector_timeout: float = option(
