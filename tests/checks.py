@@ -29,3 +29,11 @@ class Hangs(HealthCheck):
     def run(self):
         HUNG_RUNS.append(1)
         RELEASE_HUNG.wait(20)
+
+
+@dataclasses.dataclass
+class LeaksHost(HealthCheck):
+    """A customer check whose public message names a DSN with a password and hosts."""
+
+    def run(self):
+        raise ServiceUnavailable("upstream redis://:SECRET@10.0.0.5 refused; fallback cache-2.internal:6380 down")
