@@ -131,7 +131,11 @@ def build_provider(config: ObserveConfig) -> Any:
         )
         provider = TracerProvider(resource=resource, sampler=_sampler(config))
         if config.otel_traces_exporter != "none":
-            provider.add_span_processor(BatchSpanProcessor(_exporter(config)))
+            from .redaction import RedactingSpanExporter
+
+            provider.add_span_processor(
+                BatchSpanProcessor(RedactingSpanExporter(_exporter(config), config.log_redact_keys))
+            )
         trace.set_tracer_provider(provider)
         for name in EXPORT_LOGGERS:
             logging.getLogger(name).addFilter(_Once())
