@@ -38,6 +38,7 @@ def configure_health() -> None:
 def configure_logging_and_correlation(config: conf.ObserveConfig, *, project_logging: bool) -> None:
     """Logging for the whole process (unless the project keeps its own), and Celery propagation."""
     from . import celery_integration
+    from .correlation import CorrelationPolicy
     from .logging import configure_logging
 
     setup = None
@@ -65,7 +66,9 @@ def configure_logging_and_correlation(config: conf.ObserveConfig, *, project_log
             # A second django.setup() in the same process (runserver loads the WSGI module, which calls it
             # again) would re-apply Django's default logging on top of ours.
             settings.LOGGING_CONFIG = None
-    celery_integration.connect(setup_logging=setup, quiet_banner=setup is not None and config.log_format == "json")
+    policy = CorrelationPolicy(config.correlation_id_pattern, config.correlation_id_prefix)
+    quiet = setup is not None and config.log_format == "json"
+    celery_integration.connect(setup_logging=setup, quiet_banner=quiet, policy=policy)
 
 
 def configure_metrics(config: conf.ObserveConfig) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import queries
-from .correlation import bind_correlation_id, get_correlation_id, new_correlation_id, reset_correlation_id
+from .correlation import CorrelationPolicy, bind_correlation_id, get_correlation_id, reset_correlation_id
 from .logging.processors import task_context
 
 __all__ = ["HEADER", "connect"]
@@ -32,6 +32,7 @@ logger = logging.getLogger("django_observe.celery")
 # tasks nest.
 _running: dict[str, tuple[Any, Any, int, Any]] = {}
 _connected = False
+_policy = CorrelationPolicy()  # the project's CORRELATION_ID_PATTERN/_PREFIX once connect() received them
 
 
 def on_before_publish(headers: dict | None = None, **kwargs: Any) -> None:
@@ -54,7 +55,8 @@ def on_prerun(task_id: str | None = None, task: Any = None, **kwargs: Any) -> No
     if task_id is None or task is None:
         return
     incoming = _request_value(task, HEADER)
-    correlation_id = incoming if isinstance(incoming, str) and incoming else get_correlation_id()
+    # A header is as hostile as an HTTP header: the same policy decides, otherwise a new ID is made.
+    accepted = _policy.accept(incoming) if isinstance(incoming, str) else None
     parent = _request_value(task, "parent_id")
     root = _request_value(task, "root_id")
     fields = {"task_id": task_id, "task_name": task.name}
@@ -62,7 +64,7 @@ def on_prerun(task_id: str | None = None, task: Any = None, **kwargs: Any) -> No
         fields["parent_task_id"] = parent
     if root and root != task_id:
         fields["root_task_id"] = root
-    cid_token = bind_correlation_id(correlation_id or new_correlation_id())
+    cid_token = bind_correlation_id(accepted or get_correlation_id() or _policy.new())
     ctx_token = task_context.set(fields)
     _running[task_id] = (cid_token, ctx_token, time.perf_counter_ns(), queries.begin())
     logger.info("task_started")
@@ -115,7 +117,11 @@ def on_postrun(task_id: str | None = None, **kwargs: Any) -> None:
     reset_correlation_id(cid_token)
 
 
-def connect(setup_logging: Callable[[], None] | None = None, quiet_banner: bool = False) -> bool:
+def connect(
+    setup_logging: Callable[[], None] | None = None,
+    quiet_banner: bool = False,
+    policy: CorrelationPolicy | None = None,
+) -> bool:
     """Connect the receivers (once per process). Returns False when Celery is not installed.
 
     Args:
@@ -123,8 +129,11 @@ def connect(setup_logging: Callable[[], None] | None = None, quiet_banner: bool 
             the configured format instead of Celery's own.
         quiet_banner: drop the worker's ASCII start-up banner (it is not a log line; with JSON logs every
             stdout line must parse).
+        policy: which incoming IDs task headers may carry (``CORRELATION_ID_PATTERN``, ``CORRELATION_ID_PREFIX``).
     """
-    global _connected
+    global _connected, _policy
+    if policy is not None:
+        _policy = policy
     if _connected:
         return True
     try:
