@@ -1,18 +1,38 @@
-"""Keep secrets out of anything we emit (health bodies, logs, span attributes).
+"""Keep secrets out of anything we emit: log lines of every logger, span attributes and events, health bodies.
 
-The key pattern is Django's ``SafeExceptionReporterFilter.hidden_settings``
-(API, AUTH, TOKEN, KEY, SECRET, PASS, SIGNATURE) plus cookies.
+One entry point, :func:`redact`, walks mappings and sequences (values under secret-named keys are replaced
+whole), turns any other object into text with ``str()`` first and then removes secrets from the text with
+:func:`redact_text` (URL passwords, ``key=value`` / ``"key": "value"`` pairs with a secret-named key,
+``Bearer``/``Basic`` credentials).
+
+A key is secret when one of its words (split on ``_ - .``, spaces and camelCase) is in :data:`SECRET_WORDS`
+(Django's ``SafeExceptionReporterFilter`` list API, AUTH, TOKEN, KEY, SECRET, PASS, SIGNATURE, plus cookies,
+sessions, ...), when a word ends with one of :data:`SECRET_SUFFIXES` (``dbpassword``, ``accesstoken``), or
+when it is one of the extra keys of the ``LOG_REDACT_KEYS`` option.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-__all__ = ["REDACTED", "is_secret_key", "redact_text", "redact_url"]
+__all__ = [
+    "REDACTED",
+    "SECRET_SUFFIXES",
+    "SECRET_WORDS",
+    "Redactor",
+    "get_redactor",
+    "is_secret_key",
+    "redact",
+    "redact_text",
+    "redact_url",
+]
 
 REDACTED = "[REDACTED]"
 
-# A key is secret when one of its words (split on _ - . and camelCase) is one of these.
+# A key is secret when one of its words is one of these ...
 SECRET_WORDS = frozenset(
     {
         "api",
@@ -26,6 +46,7 @@ SECRET_WORDS = frozenset(
         "passwd",
         "password",
         "passphrase",
+        "pwd",
         "signature",
         "cookie",
         "csrf",
@@ -39,37 +60,159 @@ SECRET_WORDS = frozenset(
         "private",
     }
 )
+# ... or ends with one of these (``dbpassword``, ``authtoken``, ``accesstoken``, ``clientsecret``).
+SECRET_SUFFIXES = (
+    "password",
+    "passwd",
+    "passphrase",
+    "token",
+    "secret",
+    "apikey",
+    "secretkey",
+    "privatekey",
+    "sessionid",
+    "cookie",
+    "credentials",
+)
+# Fragments a secret key contains; a cheap first filter for pairs in free text (``is_secret_key`` decides).
+_KEY_FRAGMENTS = (
+    "api",
+    "auth",
+    "token",
+    "key",
+    "secret",
+    "pass",
+    "pwd",
+    "signature",
+    "cookie",
+    "session",
+    "csrf",
+    "jwt",
+    "credential",
+    "dsn",
+    "private",
+)
 _WORD_SPLIT = re.compile(r"[_\-.\s]+|(?<=[a-z0-9])(?=[A-Z])")
 
-# scheme://user:password@host -> scheme://user:[REDACTED]@host
-_URL_PASSWORD_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@")
-# key=value / key: value pairs whose key looks secret (libpq DSNs, query strings, messages).
-_PAIR_RE = re.compile(
-    r"(?P<key>\b[\w.-]*(?:api|auth|token|key|secret|pass|signature|cookie|session)[\w.-]*)"
-    r"(?P<sep>\s*[=:]\s*)(?P<quote>['\"]?)(?P<value>[^\s&'\",;]+)",
-    re.IGNORECASE,
+# scheme://user:password@host; the password may hold ``@``, ``/`` and ``:`` (it ends at the last ``@``).
+_URL_PASSWORD_RE = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s'\"<>]*):(?P<password>[^\s'\"<>]+)@"
 )
-
-
 # Authorization header values quoted in text: "Bearer abc.def" -> "Bearer [REDACTED]".
 _AUTH_SCHEME_RE = re.compile(r"\b(?P<scheme>Bearer|Basic|Token|Digest)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+# A value after ``=``/``:``: quoted (up to the closing quote, or the end of the line when it never closes)
+# or bare (up to a space, ``&``, ``,``, ``;`` or a quote).
+_VALUE = r"(?:(?P<quote>['\"])(?:\\.|(?!(?P=quote))[^\n])*(?P=quote)?|[^\s&'\",;]+)"
+
+MAX_DEPTH = 16
 
 
-def is_secret_key(key: str) -> bool:
-    """True for keys such as ``password``, ``api_key``, ``Authorization``, ``Set-Cookie``, ``accessToken``;
-    false for ``tokens_used`` or ``monkey`` (whole words are compared, not substrings)."""
-    return any(word.lower() in SECRET_WORDS for word in _WORD_SPLIT.split(key) if word)
+def _pair_pattern(extra: Iterable[str]) -> re.Pattern[str]:
+    fragments = "|".join([*_KEY_FRAGMENTS, *(re.escape(k) for k in sorted(extra))])
+    return re.compile(
+        rf"(?P<kq>['\"]?)(?P<key>\b[\w.-]*(?:{fragments})[\w.-]*)(?P=kq)(?P<sep>\s*[=:]\s*){_VALUE}",
+        re.IGNORECASE,
+    )
+
+
+class Redactor:
+    """Redaction with a given set of extra secret key names (``LOG_REDACT_KEYS``).
+
+    Args:
+        extra_keys: key names (case-insensitive) treated as secret besides the built-in list.
+    """
+
+    __slots__ = ("extra_keys", "_pairs", "known_keys")
+
+    def __init__(self, extra_keys: Iterable[str] = ()):
+        self.extra_keys = frozenset(k.lower() for k in extra_keys if k)
+        self._pairs = _pair_pattern(self.extra_keys)
+        self.known_keys: dict[str, bool] = {}
+
+    def is_secret_key(self, key: str) -> bool:
+        """True for ``password``, ``api_key``, ``Authorization``, ``Set-Cookie``, ``accessToken``, ``dbpassword``;
+        false for ``tokens_used`` or ``monkey`` (words are compared, not substrings)."""
+        secret = self.known_keys.get(key)
+        if secret is None:
+            extra = self.extra_keys
+            secret = key.lower() in extra
+            if not secret:
+                for word in _WORD_SPLIT.split(key):
+                    word = word.lower()
+                    if word and (word in SECRET_WORDS or word.endswith(SECRET_SUFFIXES) or word in extra):
+                        secret = True
+                        break
+            if len(self.known_keys) < 4096:
+                self.known_keys[key] = secret
+        return secret
+
+    def redact_text(self, text: str) -> str:
+        """Remove URL passwords, credentials after ``Bearer``/``Basic`` and secret ``key=value`` pairs."""
+        text = redact_url(text)
+        text = _AUTH_SCHEME_RE.sub(lambda m: f"{m['scheme']} {REDACTED}", text)
+        return self._pairs.sub(self._pair, text)
+
+    def _pair(self, m: re.Match[str]) -> str:
+        if not self.is_secret_key(m["key"]):
+            return m.group()
+        quote = m["quote"] or ""
+        return f"{m['kq']}{m['key']}{m['kq']}{m['sep']}{quote}{REDACTED}{quote}"
+
+    def redact(self, value: Any, _depth: int = 0) -> Any:
+        """``value`` with every secret removed; JSON-friendly types are kept, other objects become text.
+
+        Mappings keep their keys (values under secret keys become ``[REDACTED]``); lists, tuples and sets
+        become lists; strings, and any other object after ``str()``, go through :meth:`redact_text`.
+        Structures deeper than ``MAX_DEPTH`` are replaced whole.
+        """
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        if isinstance(value, str):
+            return self.redact_text(value)
+        if _depth >= MAX_DEPTH:
+            return REDACTED
+        if isinstance(value, Mapping):
+            out = {}
+            for key, item in value.items():
+                name = key if isinstance(key, str) else str(key)
+                out[self.redact_text(name)] = REDACTED if self.is_secret_key(name) else self.redact(item, _depth + 1)
+            return out
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return [self.redact(item, _depth + 1) for item in value]
+        try:
+            text = str(value)
+        except Exception:
+            return f"<unprintable {type(value).__name__}>"
+        return self.redact_text(text)
+
+
+@functools.lru_cache(maxsize=32)
+def _redactor(extra_keys: frozenset[str]) -> Redactor:
+    return Redactor(extra_keys)
+
+
+def get_redactor(extra_keys: Iterable[str] = ()) -> Redactor:
+    """The shared :class:`Redactor` for these extra keys (compiled once)."""
+    return _redactor(frozenset(k.lower() for k in extra_keys if k))
+
+
+def is_secret_key(key: str, extra_keys: Iterable[str] = ()) -> bool:
+    """True when values under ``key`` are secret (see :meth:`Redactor.is_secret_key`)."""
+    return get_redactor(extra_keys).is_secret_key(key)
 
 
 def redact_url(url: str) -> str:
     """Remove the password from a URL/DSN (``redis://:s3cret@host`` -> ``redis://:[REDACTED]@host``)."""
+    if "://" not in url:
+        return url
     return _URL_PASSWORD_RE.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", url)
 
 
-def redact_text(text: str) -> str:
-    """Remove URL passwords and ``secret_key=value`` pairs from free text."""
-    text = redact_url(text)
-    text = _AUTH_SCHEME_RE.sub(lambda m: f"{m['scheme']} {REDACTED}", text)
-    return _PAIR_RE.sub(
-        lambda m: f"{m['key']}{m['sep']}{m['quote']}{REDACTED}" if is_secret_key(m["key"]) else m.group(), text
-    )
+def redact_text(text: str, extra_keys: Iterable[str] = ()) -> str:
+    """Remove URL passwords and secret ``key=value`` pairs from free text (see :meth:`Redactor.redact_text`)."""
+    return get_redactor(extra_keys).redact_text(text)
+
+
+def redact(value: Any, extra_keys: Iterable[str] = ()) -> Any:
+    """Remove secrets from any value: nested mappings and sequences, strings, objects (see :meth:`Redactor.redact`)."""
+    return get_redactor(extra_keys).redact(value)

@@ -16,3 +16,24 @@ class AlwaysWarns(HealthCheck):
 class AlwaysFails(HealthCheck):
     def run(self):
         raise ServiceUnavailable("payment provider unreachable")
+
+
+RELEASE_HUNG = __import__("threading").Event()
+HUNG_RUNS = []
+
+
+@dataclasses.dataclass
+class Hangs(HealthCheck):
+    """A sync check stuck in a driver call for 20 s (released early by the tests through ``RELEASE_HUNG``)."""
+
+    def run(self):
+        HUNG_RUNS.append(1)
+        RELEASE_HUNG.wait(20)
+
+
+@dataclasses.dataclass
+class LeaksHost(HealthCheck):
+    """A customer check whose public message names a DSN with a password and hosts."""
+
+    def run(self):
+        raise ServiceUnavailable("upstream redis://:SECRET@10.0.0.5 refused; fallback cache-2.internal:6380 down")

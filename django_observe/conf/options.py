@@ -193,7 +193,10 @@ class ObserveConfig:
     )
     log_requests: bool = option(True, boolean, "Log one line per request (logger django_observe.request).")
     log_redact_keys: tuple[str, ...] = option(
-        (), text_list, "Extra log keys whose values are replaced by [REDACTED] (secret-looking keys always are)."
+        (),
+        text_list,
+        "Extra secret key names whose values are replaced by [REDACTED] in logs, span attributes and health "
+        "errors (secret-looking keys always are; merged with SECRET_KEY_NAMES; see docs/security.md).",
     )
     secret_key_names: tuple[str, ...] = option(
         (),
@@ -271,7 +274,10 @@ class ObserveConfig:
         "Latency histogram buckets in seconds (OpenTelemetry's recommended boundaries by default).",
     )
     metrics_max_label_values: int = option(
-        200, integer(1, 100_000), "Distinct values per label before further ones are folded into __other__."
+        200,
+        integer(1, 100_000),
+        "Distinct values per label (per business metric: label-value combinations) before further ones are "
+        "folded into __other__.",
     )
     metrics_exclude_apps: tuple[str, ...] = option(
         (), text_list, "URL app names whose requests are not recorded (django_observe's own always are not)."

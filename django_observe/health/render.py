@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..redaction import redact_text
 from .runner import FAIL, PASS, WARN, CheckResult
 
-__all__ = ["HEALTH_JSON", "format_uptime", "health_json_body", "overall_status", "seed_body", "wants_health_json"]
+__all__ = [
+    "HEALTH_JSON",
+    "error_text",
+    "format_uptime",
+    "health_json_body",
+    "overall_status",
+    "seed_body",
+    "wants_health_json",
+]
 
 HEALTH_JSON = "application/health+json"
 STARTED_AT = time.monotonic()
@@ -16,6 +26,26 @@ STARTED_AT = time.monotonic()
 # Level of detail a caller gets: "status" (only status), "public" (component words and human
 # errors), "full" (public plus each check's raw error text).
 STATUS, PUBLIC, FULL = "status", "public", "full"
+
+
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
+_HOST = re.compile(
+    r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"  # IPv4 (with a port)
+    r"|\[?\b(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}\]?(?::\d+)?"  # IPv6
+    r"|\b[\w-]+(?:\.[\w-]+)+:\d+\b"  # name.domain:port
+    r"|\bhost\s*=\s*\S+",  # libpq host=...
+    re.IGNORECASE,
+)
+
+
+def error_text(error: str, level: str, redact_keys: Sequence[str] = ()) -> str:
+    """A check's error as this caller may see it: redacted for everyone; for callers without full detail
+    also cut before the first ``": "`` (lists such as migration names follow it) and without URLs or hosts."""
+    text = redact_text(error, redact_keys)
+    if level == FULL:
+        return text
+    text = text.partition(": ")[0]
+    return _HOST.sub("<host>", _URL.sub("<url>", text))[:200]
 
 
 def uptime_seconds() -> float:
@@ -56,7 +86,7 @@ def _celery_word(results: Sequence[CheckResult]) -> str | None:
     return broker or ("connected" if workers else None)
 
 
-def check_entry(result: CheckResult, level: str) -> dict[str, Any]:
+def check_entry(result: CheckResult, level: str, redact_keys: Sequence[str] = ()) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "status": result.status,
         "critical": result.spec.critical,
@@ -66,13 +96,15 @@ def check_entry(result: CheckResult, level: str) -> dict[str, Any]:
         entry["observed_value"] = result.observation.value
         entry["observed_unit"] = result.observation.unit
     if result.error:
-        entry["error"] = result.error
+        entry["error"] = error_text(result.error, level, redact_keys)
         if level == FULL and result.detail:
-            entry["detail"] = result.detail
+            entry["detail"] = redact_text(result.detail, redact_keys)
     return entry
 
 
-def seed_body(results: Sequence[CheckResult], *, level: str, version: str) -> dict[str, Any]:
+def seed_body(
+    results: Sequence[CheckResult], *, level: str, version: str, redact_keys: Sequence[str] = ()
+) -> dict[str, Any]:
     """``{"status", "version", "uptime", "database", "redis", "celery", "checks", "error"}``."""
     status = overall_status(results)
     body: dict[str, Any] = {"status": status}
@@ -88,17 +120,19 @@ def seed_body(results: Sequence[CheckResult], *, level: str, version: str) -> di
     ):
         if word is not None:
             body[key] = word
-    body["checks"] = {r.id: check_entry(r, level) for r in results}
+    body["checks"] = {r.id: check_entry(r, level, redact_keys) for r in results}
     failing = [r for r in results if r.status == FAIL and (r.spec.critical or status != "unhealthy")]
     if failing:
-        body["error"] = "; ".join(dict.fromkeys(r.error for r in failing if r.error))
+        body["error"] = "; ".join(dict.fromkeys(error_text(r.error, level, redact_keys) for r in failing if r.error))
     return body
 
 
 _HEALTH_JSON_STATUS = {PASS: "pass", WARN: "warn", FAIL: "fail"}
 
 
-def health_json_body(results: Sequence[CheckResult], *, level: str, version: str, service_id: str) -> dict[str, Any]:
+def health_json_body(
+    results: Sequence[CheckResult], *, level: str, version: str, service_id: str, redact_keys: Sequence[str] = ()
+) -> dict[str, Any]:
     """The draft-inadarei-api-health-check-06 shape."""
     status = overall_status(results)
     root_status = {"healthy": "pass", "degraded": "warn", "unhealthy": "fail"}[status]
@@ -119,11 +153,15 @@ def health_json_body(results: Sequence[CheckResult], *, level: str, version: str
         else:
             item.update(observedValue=r.duration_ms, observedUnit="ms")
         if r.error:
-            item["output"] = r.detail if level == FULL and r.detail else r.error
+            item["output"] = (
+                redact_text(r.detail, redact_keys)
+                if level == FULL and r.detail
+                else error_text(r.error, level, redact_keys)
+            )
         key = f"{r.spec.component}:{r.spec.measurement if r.observation is not None else 'responseTime'}"
         checks.setdefault(key, []).append(item)
     body["checks"] = checks
-    errors = [r.error for r in results if r.status == FAIL and r.error]
+    errors = [error_text(r.error, level, redact_keys) for r in results if r.status == FAIL and r.error]
     if errors:
         body["output"] = "; ".join(dict.fromkeys(errors))
     return body

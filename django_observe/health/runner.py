@@ -19,7 +19,8 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from health_check.exceptions import HealthCheckException, ServiceWarning
 
@@ -67,8 +68,15 @@ def _raw_detail(exc: BaseException) -> str | None:
     return redact_text(f"{type(cause).__name__}: {cause}")[:500]
 
 
-async def run_check(spec: CheckSpec) -> CheckResult:
-    """Run one check, never raising: every failure becomes a ``fail`` or ``warn`` result."""
+async def run_check(
+    spec: CheckSpec, on_thread: Callable[[concurrent.futures.Future[Any]], None] | None = None
+) -> CheckResult:
+    """Run one check, never raising: every failure becomes a ``fail`` or ``warn`` result.
+
+    Args:
+        spec: the check.
+        on_thread: called with the thread-pool future of a sync check (it may outlive a timeout).
+    """
     start = time.perf_counter()
     now = datetime.datetime.now(datetime.UTC)
     status, error, detail, observation = PASS, None, None, None
@@ -76,7 +84,10 @@ async def run_check(spec: CheckSpec) -> CheckResult:
         if inspect.iscoroutinefunction(spec.check.run):
             work = spec.check.run()
         else:
-            work = asyncio.get_running_loop().run_in_executor(_EXECUTOR, spec.check.run)
+            thread = _EXECUTOR.submit(spec.check.run)
+            if on_thread is not None:
+                on_thread(thread)
+            work = asyncio.wrap_future(thread)
         value = await asyncio.wait_for(work, spec.timeout)
         if isinstance(value, Observation):
             observation = value
@@ -109,6 +120,8 @@ class HealthRunner:
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, CheckResult]] = {}
         self._inflight: dict[str, concurrent.futures.Future[CheckResult]] = {}
+        # Sync runs that timed out but whose thread has not returned (it cannot be cancelled): not restarted.
+        self._threads: dict[str, tuple[float, concurrent.futures.Future[Any]]] = {}
         self.last_results: dict[str, CheckResult] = {}
         self.listeners: list = []  # called with each fresh CheckResult (metrics record them)
         self.runs = 0  # checks actually executed (not served from cache); for tests and metrics
@@ -160,7 +173,18 @@ class HealthRunner:
     async def _run_owned(self, spec: CheckSpec, future: concurrent.futures.Future[CheckResult]) -> None:
         result: CheckResult | None = None
         try:
-            result = await run_check(spec)
+            stuck = self._threads.get(spec.id)
+            if stuck is not None and not stuck[1].done():
+                result = CheckResult(
+                    spec,
+                    FAIL,
+                    0.0,
+                    datetime.datetime.now(datetime.UTC),
+                    f"Still running after {time.monotonic() - stuck[0]:.0f}s",
+                    "the previous run has not returned; it is not started again",
+                )
+            else:
+                result = await run_check(spec, on_thread=lambda thread: self._track(spec.id, thread))
         finally:
             if result is None:  # cancelled: never leave followers waiting on a dead future
                 result = CheckResult(spec, FAIL, 0.0, datetime.datetime.now(datetime.UTC), "Check was cancelled", None)
@@ -177,6 +201,9 @@ class HealthRunner:
                     listener(result)
                 except Exception:  # a metrics problem must never break a health check
                     logger.exception("health result listener failed")
+
+    def _track(self, check_id: str, thread: concurrent.futures.Future[Any]) -> None:
+        self._threads[check_id] = (time.monotonic(), thread)
 
     @staticmethod
     def _log_transition(previous: CheckResult | None, result: CheckResult) -> None:

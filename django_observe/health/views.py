@@ -58,11 +58,10 @@ async def is_authorized(request: HttpRequest) -> bool:
     return bool(getattr(user, "is_active", False) and getattr(user, "is_staff", False))
 
 
-async def _detail_level(request: HttpRequest) -> str:
+def _detail_level(authorized: bool) -> str:
     policy = get_runtime().config.health_details
     if policy == "never":
         return STATUS
-    authorized = await is_authorized(request)
     if authorized:
         return FULL
     return PUBLIC if policy == "always" else STATUS
@@ -74,24 +73,29 @@ def _runner(runner: HealthRunner | None) -> HealthRunner:
     return runner
 
 
-def _excluded(request: HttpRequest) -> set[str]:
+def _excluded(request: HttpRequest, authorized: bool) -> set[str]:
+    """``?exclude=a,b``: honoured for authorized callers only (anyone else would steer readiness)."""
+    if not authorized:
+        return set()
     return {part.strip() for value in request.GET.getlist("exclude") for part in value.split(",") if part.strip()}
 
 
 async def _report(request: HttpRequest, *, critical_only: bool) -> HttpResponse:
     runtime = get_runtime()
     runner = _runner(runtime.health)
-    results = await runner.run(runner.select(critical_only=critical_only, exclude=_excluded(request)))
-    level = await _detail_level(request)
+    authorized = await is_authorized(request)
+    results = await runner.run(runner.select(critical_only=critical_only, exclude=_excluded(request, authorized)))
+    level = _detail_level(authorized)
     config = runtime.config
+    keys = config.log_redact_keys + config.secret_key_names
     status = render.overall_status(results)
     code = 503 if status == "unhealthy" else 200
     if render.wants_health_json(request.headers.get("Accept", "")):
         body = render.health_json_body(
-            results, level=level, version=config.service_version, service_id=config.service_name
+            results, level=level, version=config.service_version, service_id=config.service_name, redact_keys=keys
         )
         return _response(body, code, render.HEALTH_JSON)
-    return _response(render.seed_body(results, level=level, version=config.service_version), code)
+    return _response(render.seed_body(results, level=level, version=config.service_version, redact_keys=keys), code)
 
 
 @csrf_exempt
@@ -131,19 +135,28 @@ async def health_check_detail(request: HttpRequest, check_id: str) -> HttpRespon
         return _method_not_allowed()
     runtime = get_runtime()
     runner = _runner(runtime.health)
+    authorized = await is_authorized(request)
     spec = runner.specs.get(check_id)
     if spec is None:
-        return _response({"status": "error", "error": "Unknown health check", "checks": sorted(runner.specs)}, 404)
+        body: dict[str, Any] = {"status": "error", "error": "Unknown health check"}
+        if authorized:
+            body["checks"] = sorted(runner.specs)
+        return _response(body, 404)
     (result,) = await runner.run([spec])
-    level = await _detail_level(request)
+    level = _detail_level(authorized)
+    keys = runtime.config.log_redact_keys + runtime.config.secret_key_names
     code = 503 if result.status == "fail" else 200
     if render.wants_health_json(request.headers.get("Accept", "")):
         body = render.health_json_body(
-            [result], level=level, version=runtime.config.service_version, service_id=runtime.config.service_name
+            [result],
+            level=level,
+            version=runtime.config.service_version,
+            service_id=runtime.config.service_name,
+            redact_keys=keys,
         )
         body["status"] = {"pass": "pass", "warn": "warn", "fail": "fail"}[result.status]
         return _response(body, code, render.HEALTH_JSON)
     detail: dict[str, Any] = {"id": check_id, "status": result.status}
     if level != STATUS:
-        detail.update(render.check_entry(result, level))
+        detail.update(render.check_entry(result, level, keys))
     return _response(detail, code)

@@ -13,7 +13,7 @@ import traceback
 from typing import Any
 
 from ..correlation import get_correlation_id
-from ..redaction import REDACTED, is_secret_key, redact_text
+from ..redaction import REDACTED, get_redactor, redact_text
 
 __all__ = [
     "add_correlation_id",
@@ -31,7 +31,12 @@ task_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.Contex
     "django_observe_task_context", default=None
 )
 
-_SECRET_HINT = re.compile(r"://|=|:\s|bearer", re.IGNORECASE)
+# A credential scheme in text (``Bearer abc``); other secrets in text need a ``=`` or a ``:``.
+_SCHEME_HINT = re.compile(r"(?:bearer|basic|token|digest)\s", re.IGNORECASE)
+
+
+def _may_hold_secret(text: str) -> bool:
+    return "=" in text or ":" in text or (" " in text and _SCHEME_HINT.search(text) is not None)
 
 
 _second: list = [None, ""]  # the last whole second formatted, and its text (most lines share it)
@@ -120,26 +125,18 @@ class add_trace_context:  # noqa: N801 - used like the function processors besid
 
 
 class redact_secrets:  # noqa: N801
-    """Replace the values of secret-looking keys, and secrets inside messages, with ``[REDACTED]``.
+    """Remove secrets from every value of the event (``redaction.redact``), after turning objects into text.
 
-    A key is secret when one of its words is API, AUTH, TOKEN, KEY, SECRET, PASS(WORD), SIGNATURE (Django's
-    ``SafeExceptionReporterFilter`` list), COOKIE, CSRF, SESSION, ... (``redaction.SECRET_WORDS``), or when
-    it is one of ``extra_keys``.
+    Values under secret-named keys (``redaction.SECRET_WORDS``, or one of ``extra_keys``) become
+    ``[REDACTED]``; strings, nested mappings and sequences, and any other object after ``str()`` (Django's
+    ``request`` extra renders as ``<WSGIRequest: GET '/x?token=...'>``) are redacted; numbers, booleans and
+    None are kept as they are.
     """
 
-    __slots__ = ("_extra", "_cache")
+    __slots__ = ("_redactor",)
 
     def __init__(self, extra_keys: tuple[str, ...] = ()):
-        self._extra = frozenset(k.lower() for k in extra_keys)
-        self._cache: dict[str, bool] = {}
-
-    def _is_secret(self, key: str) -> bool:
-        secret = self._cache.get(key)
-        if secret is None:
-            secret = is_secret_key(key) or key.lower() in self._extra
-            if len(self._cache) < 4096:
-                self._cache[key] = secret
-        return secret
+        self._redactor = get_redactor(extra_keys)
 
     # Keys we write ourselves whose values cannot hold a secret: skipped (this runs on every line).
     _SAFE = frozenset(
@@ -159,20 +156,27 @@ class redact_secrets:  # noqa: N801
             "parent_task_id",
             "root_task_id",
             "task_state",
-            "exception",
             "trace_sampled",
         }
     )
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict) -> dict:
         safe = self._SAFE
+        redactor = self._redactor
+        known = redactor.known_keys
         for key, value in event_dict.items():
-            if key in safe or key.startswith("_"):
+            if key in safe or key[:1] == "_":
                 continue
-            if self._is_secret(key):
+            secret = known.get(key)
+            if secret is None:
+                secret = redactor.is_secret_key(key)
+            if secret:
                 event_dict[key] = REDACTED
-            elif isinstance(value, str) and _SECRET_HINT.search(value):
-                event_dict[key] = redact_text(value)
+            elif isinstance(value, str):
+                if _may_hold_secret(value):
+                    event_dict[key] = redactor.redact_text(value)
+            elif value is not None and not isinstance(value, (bool, int, float)):
+                event_dict[key] = redactor.redact(value)
         return event_dict
 
 

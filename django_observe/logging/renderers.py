@@ -8,18 +8,54 @@ from typing import Any
 
 __all__ = ["JSONRenderer", "OrderedJSONRenderer", "TextRenderer", "escape"]
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+# Unicode categories Cc (C0, DEL, C1 including U+009B CSI) and Cf (bidi overrides, zero-width characters,
+# soft hyphen, ...), the line and paragraph separators, and lone surrogates (stdout cannot encode them).
+# Cf is listed as of Unicode 15 (a unit test compares it with the running interpreter's unicodedata).
+_CONTROL_CLASS = (
+    "\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+    "\u2028-\u202e\u2060-\u2064\u2066-\u206f\ud800-\udfff\ufeff\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0001\U000e0020-\U000e007f"
+)
+_CONTROL = re.compile(f"[{_CONTROL_CLASS}]")
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def _escape_char(match: re.Match) -> str:
     ch = match.group()
-    return _ESCAPES.get(ch) or f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+    code = ord(ch)
+    if ch in _ESCAPES:
+        return _ESCAPES[ch]
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def escape(text: str) -> str:
-    """Escape control characters so user data can never start a new line or drive the terminal."""
+    """Escape control and format characters so user data can never start a new line, drive the terminal or
+    reorder the text on screen (U+202E)."""
     return _CONTROL.sub(_escape_char, text) if _CONTROL.search(text) else text
+
+
+# Characters that would let a value, key or the message pass for another part of the line.
+# (whitespace that ``escape`` turns into ``\n``, ``\x1c``, ... does not need quotes)
+_NEEDS_QUOTES = re.compile(r'["\\]|(?![\n\r\t\x0b\x0c\x1c-\x1f\x85\u2028\u2029])\s')
+_MESSAGE_NEEDS_QUOTES = re.compile(r'[="\\()]| - |\s\s|^\s|\s$')
+_UNSAFE_WORD = re.compile(r"[^\w.:@/+-]")
+
+
+def _quoted(text: str) -> str:
+    return '"' + escape(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+
+
+def _word(text: str) -> str:
+    """A key, correlation ID or logger name: anything that is not a word character is escaped."""
+    if _UNSAFE_WORD.search(text) is None:
+        return text
+    return _UNSAFE_WORD.sub(lambda m: "".join(f"\\x{b:02x}" for b in m.group().encode("utf-8")), text)
+
+
+def _message(text: str) -> str:
+    """The message as is when it cannot imitate a field, the ``(id)`` or the `` - Nms`` tail; quoted otherwise."""
+    return escape(text) if _MESSAGE_NEEDS_QUOTES.search(text) is None else _quoted(text)
 
 
 # Keys every line has, in this order; the event's own keys follow.
@@ -67,20 +103,21 @@ class TextRenderer:
         ts = str(event_dict.get("timestamp", ""))
         ts = ts[:19].replace("T", " ") if len(ts) >= 19 else ts
         parts = [
-            ts,
-            str(event_dict.get("level", "")),
-            f"[{escape(str(event_dict.get('logger', '')))}]",
-            escape(str(event_dict.get("message", ""))),
+            escape(ts),
+            _word(str(event_dict.get("level", ""))),
+            f"[{_word(str(event_dict.get('logger', '')))}]",
+            _message(str(event_dict.get("message", ""))),
         ]
         line = " ".join(parts)
         cid = event_dict.get("correlation_id")
         if cid:
-            line += f" ({escape(str(cid))})"
+            line += f" ({_word(str(cid))})"
         duration = event_dict.get("duration_ms")
         if duration is not None:
-            line += f" - {duration:g}ms" if isinstance(duration, (int, float)) else f" - {escape(str(duration))}ms"
+            number = isinstance(duration, (int, float)) and not isinstance(duration, bool)
+            line += f" - {duration:g}ms" if number else f" - {_word(str(duration))}ms"
         extras = [
-            f"{escape(str(key))}={_value(value)}"
+            f"{_word(str(key))}={_value(value)}"
             for key, value in event_dict.items()
             if key not in self._SKIP and not (key in ("trace_id", "span_id") and not self.show_trace)
         ]
@@ -94,5 +131,8 @@ class TextRenderer:
 
 
 def _value(value: Any) -> str:
-    text = escape(value if isinstance(value, str) else json.dumps(value, default=str))
-    return f'"{text}"' if (" " in text or not text) else text
+    """Bare when it holds no space, quote or backslash; otherwise quoted with ``"`` and ``\\`` escaped."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if text and _NEEDS_QUOTES.search(text) is None:
+        return escape(text)
+    return _quoted(text)

@@ -13,9 +13,11 @@
 
 The prometheus_client metric behind each declaration is created on first use, after django_observe's
 ``ready()``: ``METRICS_NAMESPACE`` is applied then, and in multiprocess mode (gunicorn workers, Celery prefork)
-values go to the shared files, so the exporter shows the sum over processes. Every label goes through the
-cardinality guard (``METRICS_MAX_LABEL_VALUES``). Before ``ready()`` and with ``METRICS_ENABLED`` off,
-recording does nothing.
+values go to the shared files, so the exporter shows the sum over processes. The cardinality guard bounds
+the series of each metric: label values longer than ``MAX_LABEL_LENGTH`` characters are cut, and once a
+metric has ``METRICS_MAX_LABEL_VALUES`` label-value combinations (per process), further combinations are
+recorded in one series whose labels are all ``__other__`` (counted in ``metrics_label_overflow_total``).
+Before ``ready()`` and with ``METRICS_ENABLED`` off, recording does nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 _NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _RESERVED = {"amount", "value", "le", "quantile"}
 _MODES = {"livesum", "liveall", "sum", "max", "min", "mostrecent", "livemax", "livemin", "livemostrecent", "all"}
+
+MAX_LABEL_LENGTH = 128
+OTHER = "__other__"  # the marker of ``catalogue.OTHER`` (not imported: it would load prometheus_client too early)
 
 # Declarations, made at import time before any runtime exists (like prometheus_client's REGISTRY): the
 # table only keeps one name from being declared twice with different shapes. Values live in the runtime.
@@ -73,7 +78,8 @@ class BusinessMetric:
         self.options = options
         self._metric: Any = None
         self._state: Any = None  # the MetricsState the metric was created for
-        self._guards: tuple[Any, ...] = ()
+        self._limit = 0
+        self._overflow: Any = None
         self._children: dict[tuple[str, ...], Any] = {}
 
     def _resolve(self) -> Any:
@@ -86,7 +92,8 @@ class BusinessMetric:
         with _lock:
             if self._state is not state:  # first use, or the runtime was rebuilt
                 catalogue = state.catalogue
-                self._guards = tuple(catalogue.guard(self.name, label) for label in self.labelnames)
+                self._limit = catalogue.max_label_values
+                self._overflow = catalogue.label_overflow.labels(self.name, ",".join(self.labelnames))
                 self._metric = self._create(catalogue.namespace, state.registry)
                 state.owned.append(self._metric)
                 self._children = {}
@@ -112,10 +119,19 @@ class BusinessMetric:
                 raise ValueError(f"{self.name}: unknown labels {sorted(labels)}")
         if len(values) != len(self.labelnames):
             raise ValueError(f"{self.name} takes the labels {list(self.labelnames)}")
-        key = tuple(guard(str(v)) for guard, v in zip(self._guards, values, strict=True))
+        key = tuple(str(v)[:MAX_LABEL_LENGTH] for v in values)
         child = self._children.get(key)
         if child is None:
-            child = self._children.setdefault(key, metric.labels(*key) if key else metric)
+            with _lock:
+                child = self._children.get(key)
+                if child is None:
+                    if len(self._children) >= self._limit:
+                        key = (OTHER,) * len(key)
+                        self._overflow.inc()
+                        child = self._children.get(key)
+                    if child is None:
+                        child = metric.labels(*key) if key else metric
+                        self._children[key] = child
         return child
 
     def __repr__(self) -> str:

@@ -154,7 +154,13 @@ def build_provider(config: ObserveConfig) -> Any:
     )
     provider = TracerProvider(resource=resource, sampler=_sampler(config))
     if config.otel_traces_exporter != "none":
-        provider.add_span_processor(BatchSpanProcessor(_exporter(config)))
+        from .redaction import RedactingSpanExporter
+
+        provider.add_span_processor(
+            BatchSpanProcessor(
+                RedactingSpanExporter(_exporter(config), config.log_redact_keys + config.secret_key_names)
+            )
+        )
     trace.set_tracer_provider(provider)
     for name in EXPORT_LOGGERS:
         logging.getLogger(name).addFilter(_Once())

@@ -54,18 +54,20 @@ def test_health_json_format(client):
     assert body["checks"]["database:responseTime"][0]["observedUnit"] == "ms"
 
 
-def test_single_check_and_unknown_id(client):
+def test_single_check_and_unknown_id(observe, client):
+    observe(HEALTH_TOKEN="tok")
     response = client.get("/health/database")
     assert response.status_code == 200
     assert response.json()["id"] == "database" and response.json()["status"] == "pass"
-    missing = client.get("/health/nope")
+    missing = client.get("/health/nope", HTTP_AUTHORIZATION="Bearer tok")
     assert missing.status_code == 404
     assert missing.json()["error"] == "Unknown health check"
     assert "database" in missing.json()["checks"]
 
 
-def test_exclude(client):
-    body = client.get("/health?exclude=disk&exclude=memory,cache").json()
+def test_exclude(observe, client):
+    observe(HEALTH_TOKEN="tok")
+    body = client.get("/health?exclude=disk&exclude=memory,cache", HTTP_AUTHORIZATION="Bearer tok").json()
     assert set(body["checks"]) & {"disk", "memory", "cache"} == set()
     assert "database" in body["checks"]
 

@@ -241,3 +241,25 @@ def test_setup_does_not_import_prometheus_client_before_multiprocess_mode_is_cho
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_business_guard_bounds_series_not_values_per_label():
+    from django_observe.runtime import get_runtime
+
+    limit = get_runtime().metrics.catalogue.max_label_values
+    pairs = business.counter("unit_pairs_total", "Pairs.", ["a", "b"])
+    side = int(limit**0.5) + 5  # side*side combinations, far more than the limit, each label under it
+    for i in range(side):
+        for j in range(side):
+            pairs.inc(a=f"a{i}", b=f"b{j}")
+    series = [s for m in REGISTRY.collect() if m.name == "unit_pairs" for s in m.samples if s.name.endswith("_total")]
+    assert len(series) <= limit + 1
+    assert REGISTRY.get_sample_value("unit_pairs_total", {"a": "__other__", "b": "__other__"}) > 0
+    assert sum(s.value for s in series) == side * side  # nothing is lost, only folded
+
+
+def test_business_label_values_are_bounded_in_length():
+    long = business.counter("unit_long_total", "Long.", ["v"])
+    long.inc(v="x" * 100_000)
+    values = [s.labels["v"] for m in REGISTRY.collect() if m.name == "unit_long" for s in m.samples]
+    assert values and all(len(v) <= business.MAX_LABEL_LENGTH for v in values)

@@ -1,0 +1,174 @@
+"""redact() and redact_text(): the shapes secrets take in logs, spans and health bodies."""
+
+import string
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from django_observe import redaction
+from django_observe.redaction import REDACTED, is_secret_key, redact, redact_text
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("{'password': 'xsecretx'}", "xsecretx"),
+        ('{"password":"xsecretx"}', "xsecretx"),
+        ("args {'password': 'xsecretx', 'user': 'bob'}", "xsecretx"),
+        ("password='correct horse battery'", "horse battery"),
+        ('password="correct horse battery"', "horse battery"),
+        ("password='correct horse battery'", "correct"),
+        ("postgres://app:p@ss@db/app", "ss@db"),
+        ("postgres://app:p@ss@db/app", "p@ss"),
+        ("redis://:pa/ss@cache:6379", "pa/ss"),
+        ("amqp://guest:BROKERPW@rabbit:5672//", "BROKERPW"),
+        ("dbpassword=hunter2", "hunter2"),
+        ("authtoken=hunter2", "hunter2"),
+        ("accesstoken: hunter2", "hunter2"),
+        ("pwd=hunter2", "hunter2"),
+        ("secret_key=hunter2", "hunter2"),
+        ("private_key=hunter2", "hunter2"),
+        ("client_secret=hunter2", "hunter2"),
+        ("sessionid=hunter2; csrftoken=other1", "other1"),
+        ("<WSGIRequest: GET '/nope?token=SECRETQ&password=PWQ'>", "SECRETQ"),
+        ("<WSGIRequest: GET '/nope?token=SECRETQ&password=PWQ'>", "PWQ"),
+        ("Authorization: Bearer abc.def-ghi", "abc.def-ghi"),
+    ],
+)
+def test_redact_text_shapes(text, secret):
+    out = redact_text(text)
+    assert secret not in out, out
+    assert REDACTED in out
+
+
+def test_harmless_text_is_kept():
+    for text in ("tokens_used=3", "monkey=5", "Cannot connect to PostgreSQL at db:5432", "GET /items?page=2"):
+        assert redact_text(text) == text
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "dbpassword",
+        "authtoken",
+        "accesstoken",
+        "pwd",
+        "secret_key",
+        "private_key",
+        "api_key",
+        "apikey",
+        "client_secret",
+        "session",
+        "sessionid",
+        "cookie",
+        "Authorization",
+        "X-Api-Key",
+        "accessToken",
+    ],
+)
+def test_secret_key_names(key):
+    assert is_secret_key(key)
+
+
+@pytest.mark.parametrize("key", ["tokens_used", "monkey", "path", "status", "user_id", "passenger_count"])
+def test_harmless_key_names(key):
+    assert not is_secret_key(key)
+
+
+def test_extra_keys_reach_keys_and_text():
+    assert not is_secret_key("ssn")
+    assert is_secret_key("ssn", ["SSN"])
+    assert redact_text("ssn=123-45", ["ssn"]) == f"ssn={REDACTED}"
+    assert redact({"ssn": "123", "nested": ["ssn: 9"]}, ["ssn"]) == {"ssn": REDACTED, "nested": [f"ssn: {REDACTED}"]}
+
+
+class _Holder:
+    def __str__(self):
+        return "https://u:OBJPW@h/?token=OBJTOKEN"
+
+
+def test_redact_nested_structures_and_objects():
+    value = {
+        "headers": {"Authorization": "Bearer HDRTOKEN", "Cookie": "sessionid=COOKIEVAL"},
+        "payload": {"password": "PAYLOADPW", "items": [{"api_key": "LISTKEY"}, "dsn=postgres://a:URLPW@db"]},
+        "obj": _Holder(),
+        "count": 3,
+        "ok": True,
+        "none": None,
+        "tuple": ("token=TUPLETOKEN",),
+    }
+    out = redact(value)
+    text = repr(out)
+    for secret in ("HDRTOKEN", "COOKIEVAL", "PAYLOADPW", "LISTKEY", "URLPW", "OBJPW", "OBJTOKEN", "TUPLETOKEN"):
+        assert secret not in text
+    assert out["count"] == 3 and out["ok"] is True and out["none"] is None
+
+
+def test_redact_cycles_and_depth():
+    cyclic: dict = {}
+    cyclic["self"] = cyclic
+    assert "self" in redact(cyclic)
+
+
+# Planted secrets: a marker that no key or separator can contain.
+_SECRET = st.text(alphabet=string.ascii_letters + string.digits + "!#$%*+-./:@^_~", min_size=4, max_size=16).map(
+    lambda s: "Zq" + s + "Qz"
+)
+_SECRET_QUOTED = st.text(alphabet=string.ascii_letters + string.digits + " @/:=&;,", min_size=1, max_size=16).map(
+    lambda s: "Zq" + s + "Qz"
+)
+_KEY = st.sampled_from(
+    ["password", "token", "api_key", "secret_key", "dbpassword", "authtoken", "pwd", "sessionid", "Authorization"]
+)
+_FILLER = st.text(alphabet=string.ascii_lowercase + " .,-", max_size=20)
+
+
+def _shapes(key: str, secret: str, quoted: str) -> list[str]:
+    bare = secret.replace(":", "").replace("@", "").replace("/", "")
+    bare = bare if len(bare) > 4 else "ZqbareQz"
+    return [
+        f"{key}={bare}",
+        f"{key}: {bare}",
+        f"?a=1&{key}={bare}&b=2",
+        f"{key}='{quoted}'",
+        f'{key}="{quoted}"',
+        f"{{'{key}': '{quoted}'}}",
+        f'{{"{key}":"{quoted}"}}',
+        f"postgres://app:{secret}@db:5432/app",
+        f"redis://:{secret}@cache",
+    ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(key=_KEY, secret=_SECRET, quoted=_SECRET_QUOTED, before=_FILLER, after=_FILLER, shape=st.integers(0, 8))
+def test_planted_secret_in_text_never_survives(key, secret, quoted, before, after, shape):
+    planted = _shapes(key, secret, quoted)[shape]
+    out = redact_text(f"{before} {planted} {after}")
+    assert "Zq" not in out and "Qz" not in out, out
+
+
+_JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(), st.text(alphabet=string.ascii_letters, max_size=8))
+
+
+def _nested(secret_key: str, secret: str):
+    leaves = st.one_of(_JSON_LEAF, st.just({secret_key: secret}), st.just(f"{secret_key}={secret}"))
+    return st.recursive(
+        leaves,
+        lambda children: st.one_of(
+            st.lists(children, max_size=4),
+            st.dictionaries(st.text(alphabet=string.ascii_lowercase, min_size=1, max_size=6), children, max_size=4),
+        ),
+        max_leaves=20,
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), key=_KEY)
+def test_planted_secret_in_nested_structure_never_survives(data, key):
+    value = data.draw(_nested(key, "ZqNESTEDQz"))
+    assert "ZqNESTED" not in repr(redact(value))
+
+
+def test_module_api():
+    assert redaction.get_redactor(["A"]) is redaction.get_redactor(["a"])
