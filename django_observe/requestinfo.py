@@ -38,7 +38,7 @@ EXCEPTION_ATTR = "_observe_exception"
 
 def method(request: HttpRequest) -> str:
     """The request method, or ``_OTHER`` for a non-standard one."""
-    return request.method if request.method in STANDARD_METHODS else "_OTHER"  # type: ignore[return-value]
+    return request.method if request.method in STANDARD_METHODS else "_OTHER"
 
 
 def route(request: HttpRequest) -> str:

@@ -253,6 +253,7 @@ def sli_error_expr(objective: Objective, namespace: str, window: str) -> str:
         bad = f"sum by (job) (rate({count}{errors}[{window}]))"
         return f"{bad}\n/\n{total}"
     bucket = metric(namespace, f"{REQUESTS}_bucket")
+    assert objective.threshold_seconds is not None  # parse_objectives requires it for latency objectives
     fast = _selector(objective, _le_matcher(objective.threshold_seconds))
     good = f"sum by (job) (rate({bucket}{fast}[{window}]))"
     return f"1 - (\n  {good}\n  /\n  {total}\n)"
@@ -289,6 +290,7 @@ def _describe(objective: Objective) -> str:
     where = f"requests to routes matching {objective.routes}" if objective.routes else "requests"
     if objective.kind == "availability":
         return f"{format_number(objective.objective)}% of {where} succeed (no 5xx) over {objective.window}"
+    assert objective.threshold_ms is not None  # parse_objectives requires it for latency objectives
     within = f"{format_number(objective.threshold_ms)} ms"
     return f"{format_number(objective.objective)}% of {where} answer within {within} over {objective.window}"
 

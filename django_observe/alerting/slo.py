@@ -226,11 +226,12 @@ def threshold_problem(objective: Objective, buckets: Sequence[float]) -> str | N
     A latency SLI counts the requests in the bucket ``le=<threshold>``, so the threshold must be a
     boundary; the message names the nearest ones and the way to add it.
     """
-    if objective.threshold_seconds is None or matching_bucket(objective.threshold_seconds, buckets) is not None:
+    threshold_ms = objective.threshold_ms
+    if threshold_ms is None or matching_bucket(threshold_ms / 1000, buckets) is not None:
         return None
     ms = [b * 1000 for b in buckets]
-    below = [m for m in ms if m < objective.threshold_ms]
-    above = [m for m in ms if m > objective.threshold_ms]
+    below = [m for m in ms if m < threshold_ms]
+    above = [m for m in ms if m > threshold_ms]
     nearest = " or ".join(f"{m:g}" for m in (below[-1:] + above[:1]))
     return (
         f"threshold_ms {objective.threshold_ms:g} is not a boundary of "

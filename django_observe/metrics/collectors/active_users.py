@@ -9,12 +9,12 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client.core import Metric
 
-from .base import Deadline, ScrapeCollector, ScrapeErrors, gauge
+from .base import Deadline, Family, ScrapeCollector, ScrapeErrors, gauge
 
 __all__ = ["ActiveUsers", "ActiveUsersCollector", "user_hash"]
 
@@ -70,6 +70,7 @@ class ActiveUsers:
             if self._file is not None:
                 with contextlib.suppress(OSError):
                     self._file.close()
+            assert self.directory is not None  # _append runs only with a directory
             self._file = open(os.path.join(self.directory, f"{minute}_{key[1]}.bin"), "ab", buffering=0)  # noqa: SIM115
             self._file_key = key
         self._file.write(_HASH.pack(value))
@@ -114,7 +115,7 @@ class ActiveUsersCollector(ScrapeCollector):
         super().__init__(prefix, errors, deadline, cache_seconds=cache_seconds)
         self.users = users
 
-    def families(self) -> list[Metric]:
+    def families(self) -> list[Family]:
         return [
             gauge(
                 f"{self.prefix}active_users",
@@ -122,7 +123,7 @@ class ActiveUsersCollector(ScrapeCollector):
             )
         ]
 
-    def read(self) -> list[Metric]:
+    def read(self) -> Sequence[Metric]:
         (family,) = self.families()
         family.add_metric([], self.users.count())
         return [family]

@@ -17,6 +17,9 @@ from typing import Any, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+# The families collectors fill with add_metric().
+Family = GaugeMetricFamily | CounterMetricFamily
+
 __all__ = [
     "CollectorBusy",
     "Deadline",
@@ -76,7 +79,7 @@ class ErrorsCollector:
     def _family(self) -> CounterMetricFamily:
         return CounterMetricFamily(self.name, "Failures of scrape-time collectors.", labels=["collector"])
 
-    def describe(self) -> list[Metric]:
+    def describe(self) -> Sequence[Metric]:
         return [self._family()]
 
     def collect(self) -> Iterable[Metric]:
@@ -200,14 +203,14 @@ class ScrapeCollector:
         self.prefix, self.errors, self.deadline = prefix, errors, deadline
         self.cache = ResultCache(cache_seconds)
 
-    def families(self) -> list[Metric]:
+    def families(self) -> Sequence[Family]:
         """Empty families (names, types, help): what ``describe()`` returns."""
         raise NotImplementedError
 
-    def read(self) -> list[Metric]:
+    def read(self) -> Sequence[Metric]:
         raise NotImplementedError
 
-    def describe(self) -> list[Metric]:
+    def describe(self) -> Sequence[Metric]:
         return self.families()
 
     def collect(self) -> Iterable[Metric]:

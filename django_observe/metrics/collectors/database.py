@@ -10,7 +10,7 @@ from typing import Any
 
 from prometheus_client.core import Metric
 
-from .base import Deadline, ScrapeCollector, ScrapeErrors, gauge
+from .base import Deadline, Family, ScrapeCollector, ScrapeErrors, gauge
 
 __all__ = ["DatabaseCollector", "PoolRecorder", "pool_aliases"]
 
@@ -44,7 +44,7 @@ class PoolRecorder:
     def __init__(self, namespace: str, aliases: Sequence[str], interval: float = 1.0, registry: Any = None):
         from prometheus_client import REGISTRY, Gauge
 
-        kw = {"namespace": namespace, "registry": REGISTRY if registry is None else registry}
+        kw: dict[str, Any] = {"namespace": namespace, "registry": REGISTRY if registry is None else registry}
         self.aliases, self.interval = tuple(aliases), interval
         self.count = Gauge(
             "db_client_connection_count",
@@ -151,7 +151,7 @@ class DatabaseCollector(ScrapeCollector):
         params["application_name"] = "django_observe_metrics"
         return psycopg.connect(autocommit=True, **params)
 
-    def families(self) -> list[Metric]:
+    def families(self) -> list[Family]:
         p = self.prefix
         return [
             gauge(f"{p}db_server_connections", "Client connections open on the PostgreSQL server.", ["alias"]),
@@ -180,7 +180,7 @@ class DatabaseCollector(ScrapeCollector):
                 conn.close()
             raise
 
-    def read(self) -> list[Metric]:
+    def read(self) -> Sequence[Metric]:
         total, database, maximum, ratio = self.families()
         for alias in self.aliases:
             try:

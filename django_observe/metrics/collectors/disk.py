@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from prometheus_client.core import Metric
 
-from .base import Deadline, ScrapeCollector, ScrapeErrors, gauge
+from .base import Deadline, Family, ScrapeCollector, ScrapeErrors, gauge
 
 __all__ = ["DiskCollector"]
 
@@ -29,7 +29,7 @@ class DiskCollector(ScrapeCollector):
         super().__init__(prefix, errors, deadline, cache_seconds=cache_seconds)
         self.paths = tuple(dict.fromkeys(paths))
 
-    def families(self) -> list[Metric]:
+    def families(self) -> list[Family]:
         p = self.prefix
         return [
             gauge(f"{p}disk_used_bytes", "Bytes used on the filesystem holding the path.", ["path"]),
@@ -40,7 +40,7 @@ class DiskCollector(ScrapeCollector):
             ),
         ]
 
-    def read(self) -> list[Metric]:
+    def read(self) -> Sequence[Metric]:
         used, total = self.families()
         for path in self.paths:
             try:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 
 from prometheus_client.core import Metric
 
-from .base import Deadline, ScrapeCollector, ScrapeErrors, gauge
+from .base import Deadline, Family, ScrapeCollector, ScrapeErrors, gauge
 
 __all__ = ["HostCollector", "cpu_cores", "read_meminfo"]
 
@@ -56,7 +57,7 @@ class HostCollector(ScrapeCollector):
         super().__init__(prefix, errors, deadline, cache_seconds=cache_seconds)
         self.meminfo, self.cgroup = meminfo, cgroup
 
-    def families(self) -> list[Metric]:
+    def families(self) -> list[Family]:
         p = self.prefix
         return [
             gauge(f"{p}host_memory_total_bytes", "Memory of the host (MemTotal)."),
@@ -66,13 +67,13 @@ class HostCollector(ScrapeCollector):
             gauge(f"{p}cgroup_memory_used_bytes", "Memory used by the container (cgroup v2 memory.current)."),
         ]
 
-    def read(self) -> list[Metric]:
+    def read(self) -> Sequence[Metric]:
         total, available, cores, limit, used = self.families()
         info = read_meminfo(self.meminfo)
         total.add_metric([], info["MemTotal"])
         available.add_metric([], info.get("MemAvailable", info.get("MemFree", 0)))
         cores.add_metric([], cpu_cores(self.cgroup))
-        families = [total, available, cores]
+        families: list[Metric] = [total, available, cores]
         with contextlib.suppress(OSError, ValueError):
             with open(os.path.join(self.cgroup, "memory.max"), encoding="ascii") as fh:
                 raw = fh.read().strip()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import glob
 import os
 import threading
+from collections.abc import Sequence
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from .base import Deadline, ScrapeCollector, ScrapeErrors, gauge
+from .base import Deadline, Family, ScrapeCollector, ScrapeErrors, gauge
 
 __all__ = ["ProcessesCollector", "group_pids", "read_process"]
 
@@ -74,7 +75,7 @@ class ProcessesCollector(ScrapeCollector):
         self._exited_cpu = 0.0
         self._lock = threading.Lock()
 
-    def families(self) -> list[Metric]:
+    def families(self) -> list[Family]:
         p = self.prefix
         return [
             CounterMetricFamily(
@@ -86,7 +87,7 @@ class ProcessesCollector(ScrapeCollector):
             gauge(f"{p}process_group_processes", "Live processes in the group (master, workers)."),
         ]
 
-    def read(self) -> list[Metric]:
+    def read(self) -> Sequence[Metric]:
         cpu, resident, virtual, fds, count = self.families()
         seen: dict[int, tuple[float, int, int, int]] = {}
         for pid in group_pids(self.path):

@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit
 
 from prometheus_client.core import Metric
 
-from .base import Deadline, ScrapeCollector, ScrapeErrors, gauge
+from .base import Deadline, Family, ScrapeCollector, ScrapeErrors, gauge
 
 __all__ = ["RedisCollector", "redis_name"]
 
@@ -70,7 +70,7 @@ class RedisCollector(ScrapeCollector):
             )
         return client
 
-    def families(self) -> list[Metric]:
+    def families(self) -> list[Family]:
         p = self.prefix
         return [
             gauge(f"{p}redis_memory_used_bytes", "Memory used by Redis (INFO used_memory).", ["redis"]),
@@ -78,7 +78,7 @@ class RedisCollector(ScrapeCollector):
             gauge(f"{p}redis_connected_clients", "Clients connected to Redis.", ["redis"]),
         ]
 
-    def read(self) -> list[Metric]:
+    def read(self) -> Sequence[Metric]:
         used, maximum, clients = self.families()
         for name in self.targets:
             try:
