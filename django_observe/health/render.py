@@ -1,4 +1,5 @@
-"""Response bodies: the seed's JSON shape and the IETF ``application/health+json`` draft."""
+"""Response bodies: component statuses (``{"status": ..., "database": "connected", ...}``) and the IETF
+``application/health+json`` draft."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ __all__ = [
     "format_uptime",
     "health_json_body",
     "overall_status",
-    "seed_body",
+    "component_body",
     "wants_health_json",
 ]
 
@@ -53,7 +54,7 @@ def uptime_seconds() -> float:
 
 
 def format_uptime(seconds: float) -> str:
-    """``3d 14h 22m`` as in the seed."""
+    """``3d 14h 22m``."""
     minutes = int(seconds // 60)
     days, minutes = divmod(minutes, 24 * 60)
     hours, minutes = divmod(minutes, 60)
@@ -102,7 +103,7 @@ def check_entry(result: CheckResult, level: str, redact_keys: Sequence[str] = ()
     return entry
 
 
-def seed_body(
+def component_body(
     results: Sequence[CheckResult], *, level: str, version: str, redact_keys: Sequence[str] = ()
 ) -> dict[str, Any]:
     """``{"status", "version", "uptime", "database", "redis", "celery", "checks", "error"}``."""

@@ -95,7 +95,9 @@ async def _report(request: HttpRequest, *, critical_only: bool) -> HttpResponse:
             results, level=level, version=config.service_version, service_id=config.service_name, redact_keys=keys
         )
         return _response(body, code, render.HEALTH_JSON)
-    return _response(render.seed_body(results, level=level, version=config.service_version, redact_keys=keys), code)
+    return _response(
+        render.component_body(results, level=level, version=config.service_version, redact_keys=keys), code
+    )
 
 
 @csrf_exempt
@@ -121,7 +123,7 @@ async def readyz(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 @login_not_required
 async def health(request: HttpRequest) -> HttpResponse:
-    """Every check, in the seed's shape (or health+json); 503 when a critical check fails."""
+    """Every check, as component statuses (or health+json); 503 when a critical check fails."""
     if request.method not in ALLOWED:
         return _method_not_allowed()
     return await _report(request, critical_only=False)

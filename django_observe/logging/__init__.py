@@ -1,4 +1,4 @@
-"""Structured logging: every line of the process in JSON or the seed's text format, with the correlation ID.
+"""Structured logging: every line of the process in JSON or a readable text format, with the correlation ID.
 
 Use the formatters in your own ``LOGGING`` dict::
 

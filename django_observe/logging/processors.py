@@ -56,7 +56,7 @@ def timestamp(logger: Any, method_name: str, event_dict: dict) -> dict:
 
 
 def normalize_level(logger: Any, method_name: str, event_dict: dict) -> dict:
-    """``level`` in upper case as in the seeds (``INFO``); ``warn`` becomes ``WARNING``."""
+    """``level`` in upper case (``INFO``); ``warn`` becomes ``WARNING``."""
     record = event_dict.get("_record")
     level = record.levelname if record is not None else event_dict.get("level", method_name)
     level = str(level).upper()

@@ -1,4 +1,4 @@
-"""The two line formats: JSON (production) and the seed's human text line (development)."""
+"""The two line formats: JSON (production) and the human text line (development)."""
 
 from __future__ import annotations
 

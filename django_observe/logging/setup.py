@@ -158,7 +158,7 @@ class JSONFormatter(_ObserveFormatter):
 
 
 class TextFormatter(_ObserveFormatter):
-    """``logging.Formatter`` for the seed's human text line; ``{"()": "django_observe.logging.TextFormatter"}``."""
+    """``logging.Formatter`` for the human text line; ``{"()": "django_observe.logging.TextFormatter"}``."""
 
     fmt = "text"
 

@@ -68,9 +68,9 @@ def test_migration_names_are_not_public():
         "2 unapplied migration(s): shop.0002_add_price, shop.0003_index",
         "",
     )
-    public = repr(render.seed_body([result], level=render.PUBLIC, version="1"))
+    public = repr(render.component_body([result], level=render.PUBLIC, version="1"))
     assert "0002_add_price" not in public and "2 unapplied migration(s)" in public
     public = repr(render.health_json_body([result], level=render.PUBLIC, version="1", service_id="s"))
     assert "0002_add_price" not in public
-    full = repr(render.seed_body([result], level=render.FULL, version="1"))
+    full = repr(render.component_body([result], level=render.FULL, version="1"))
     assert "0002_add_price" in full

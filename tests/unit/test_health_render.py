@@ -30,31 +30,34 @@ def test_overall_status():
     assert render.overall_status([result("database", "fail")]) == "unhealthy"
 
 
-def test_seed_body_unhealthy_names_the_component():
+def test_component_body_unhealthy_names_the_component():
     results = [
         result("database", "fail", error="Cannot connect to PostgreSQL", detail="OperationalError: host=db"),
         result("redis"),
     ]
-    body = render.seed_body(results, level=render.PUBLIC, version="1.0.0")
+    body = render.component_body(results, level=render.PUBLIC, version="1.0.0")
     assert body["status"] == "unhealthy"
     assert body["database"] == "disconnected"
     assert body["redis"] == "connected"
     assert body["error"] == "Cannot connect to PostgreSQL"
     assert body["checks"]["database"]["status"] == "fail"
     assert "detail" not in body["checks"]["database"]
-    full = render.seed_body(results, level=render.FULL, version="1.0.0")
+    full = render.component_body(results, level=render.FULL, version="1.0.0")
     assert full["checks"]["database"]["detail"] == "OperationalError: host=db"
-    assert render.seed_body(results, level=render.STATUS, version="1.0.0") == {"status": "unhealthy"}
+    assert render.component_body(results, level=render.STATUS, version="1.0.0") == {"status": "unhealthy"}
 
 
 def test_celery_word():
     assert (
-        render.seed_body([result("celery_broker"), result("celery", "fail", False)], level="public", version="x")[
+        render.component_body([result("celery_broker"), result("celery", "fail", False)], level="public", version="x")[
             "celery"
         ]
         == "no workers"
     )
-    assert render.seed_body([result("celery_broker", "fail")], level="public", version="x")["celery"] == "disconnected"
+    assert (
+        render.component_body([result("celery_broker", "fail")], level="public", version="x")["celery"]
+        == "disconnected"
+    )
 
 
 def test_health_json_shape():

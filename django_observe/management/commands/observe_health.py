@@ -37,7 +37,7 @@ class Command(BaseCommand):
             logging.disable(logging.NOTSET)
         status = render.overall_status(results)
         if options["json"]:
-            body = render.seed_body(results, level=render.FULL, version=runtime.config.service_version)
+            body = render.component_body(results, level=render.FULL, version=runtime.config.service_version)
             self.stdout.write(json.dumps(body, indent=2, default=str))
         else:
             for result in results:

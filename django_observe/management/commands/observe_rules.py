@@ -1,4 +1,4 @@
-"""``manage.py observe_rules``: Prometheus recording and alert rules for the seed's alerts and ``SLOS``.
+"""``manage.py observe_rules``: Prometheus recording and alert rules for the built-in alerts and ``SLOS``.
 
 Thin: the rules are built by :mod:`django_observe.alerting` from the loaded configuration; writing them needs
 PyYAML (the ``alerting`` extra), and its absence is a clear error, not a traceback.
@@ -24,7 +24,7 @@ def _slug(text: str) -> str:
 
 class Command(BaseCommand):
     help = (
-        "Write Prometheus rules: the seed's fixed-threshold alerts plus multiwindow, multi-burn-rate alerts for "
+        "Write Prometheus rules: the built-in fixed-threshold alerts plus multiwindow, multi-burn-rate alerts for "
         'DJANGO_OBSERVE["SLOS"], as a rule file or a Kubernetes PrometheusRule; optionally promtool unit tests.'
     )
     requires_system_checks: list[str] = []
