@@ -41,6 +41,15 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# Django's tasks framework with the database backend (run tasks with `manage.py db_worker`).
+if os.environ.get("TESTPROJECT_DJANGO_TASKS") == "1":
+    import django
+
+    if django.VERSION < (6, 0):
+        INSTALLED_APPS.append("django_tasks")  # the backport of django.tasks
+    INSTALLED_APPS.append("django_tasks_db")
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default", "reports"]}}
+
 if os.environ.get("TESTPROJECT_LOGIN_REQUIRED"):
     MIDDLEWARE.append("django.contrib.auth.middleware.LoginRequiredMiddleware")
 

@@ -357,6 +357,35 @@ def celery_worker(env: dict[str, str], log_path: Path, extra: tuple[str, ...] = 
     return Server(argv, env, None, log_path)
 
 
+def db_worker(env: dict[str, str], log_path: Path, extra: tuple[str, ...] = ()) -> Server:
+    """The database backend's worker of Django's tasks framework (``manage.py db_worker``, every queue)."""
+    argv = [
+        PYTHON,
+        str(ROOT / "manage.py"),
+        "db_worker",
+        "--queue-name",
+        "*",
+        "--interval",
+        "0.2",
+        "--no-startup-delay",
+        "--no-reload",
+        *extra,
+    ]
+    return Server(argv, env, None, log_path)
+
+
+def json_lines(text: str) -> list[dict]:
+    """The JSON log lines of a process's output (other lines skipped)."""
+    import json
+
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                lines.append(json.loads(line))
+    return lines
+
+
 def wait_worker_ready(worker: Server, timeout: float = 30.0) -> None:
     wait_until(
         lambda: " ready." in worker.output() or (worker.proc and worker.proc.poll() is not None),
