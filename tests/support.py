@@ -357,6 +357,12 @@ def celery_worker(env: dict[str, str], log_path: Path, extra: tuple[str, ...] = 
     return Server(argv, env, None, log_path)
 
 
+def celery_beat(env: dict[str, str], log_path: Path, schedule: Path) -> Server:
+    """A real ``celery beat`` for the test project, its schedule state in ``schedule``."""
+    argv = [PYTHON, "-m", "celery", "-A", "testproject", "beat", "--loglevel", "INFO", "--schedule", str(schedule)]
+    return Server(argv, env, None, log_path)
+
+
 def db_worker(env: dict[str, str], log_path: Path, extra: tuple[str, ...] = ()) -> Server:
     """The database backend's worker of Django's tasks framework (``manage.py db_worker``, every queue)."""
     argv = [
