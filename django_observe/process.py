@@ -8,6 +8,8 @@ import sys
 __all__ = ["is_management_command", "process_role"]
 
 _COMMANDS = {"manage.py", "django-admin", "django-admin.py"}
+# Management commands that are long-running task workers (they serve METRICS_WORKER_PORT).
+WORKER_COMMANDS = frozenset({"db_worker"})
 
 
 def is_management_command(argv: list[str] | None = None) -> bool:
@@ -20,7 +22,8 @@ def is_management_command(argv: list[str] | None = None) -> bool:
 
 def process_role(argv: list[str] | None = None) -> str:
     """``web`` (gunicorn, uvicorn, runserver's serving child, other WSGI/ASGI hosts), ``worker``
-    (Celery worker), or ``command`` (migrate, shell, test, celery inspect, ...)."""
+    (Celery worker, ``manage.py db_worker`` of Django's tasks framework), ``beat`` (``celery beat``), or
+    ``command`` (migrate, shell, test, celery inspect, ...)."""
     argv = sys.argv if argv is None else argv
     prog = os.path.basename(argv[0]) if argv else ""
     if prog == "__main__.py":  # python -m gunicorn / uvicorn / celery
@@ -28,10 +31,14 @@ def process_role(argv: list[str] | None = None) -> str:
     if prog in {"gunicorn", "uvicorn", "daphne", "hypercorn", "granian", "uwsgi"} or "gunicorn" in prog:
         return "web"
     if prog == "celery" or prog.startswith("celery"):
-        return "worker" if "worker" in argv[1:] else "command"
+        if "worker" in argv[1:]:
+            return "worker"
+        return "beat" if "beat" in argv[1:] else "command"
     if is_management_command(argv):
         if len(argv) > 1 and argv[1] == "runserver":
             return "web" if os.environ.get("RUN_MAIN") == "true" or "--noreload" in argv else "command"
+        if len(argv) > 1 and argv[1] in WORKER_COMMANDS:
+            return "worker"
         return "command"
     if "mod_wsgi" in sys.modules or "uwsgi" in sys.modules:
         return "web"

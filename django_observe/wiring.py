@@ -24,6 +24,7 @@ from .health import drain
 from .health.registry import build_specs, find_celery_app
 from .health.runner import HealthRunner
 from .integrations import celery as celery_integration
+from .integrations import django_tasks as django_tasks_integration
 from .integrations import http_clients
 from .logging import configure_logging
 from .metrics.setup import build_metrics, start_exporter
@@ -146,6 +147,7 @@ def _apply(rt: Runtime, django_settings: Any, previous: Runtime | None = None) -
     wired = []
     if celery_integration.connect(own_logging=rt.logging_setup is not None):
         wired.append("celery")
+    wired.extend(django_tasks_integration.connect())
     if config.metrics_db and rt.metrics is not None or config.db_query_stats:
         queries.install(_current_catalogue_for_db)
     if rt.outbound is not None:

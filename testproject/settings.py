@@ -41,6 +41,15 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# Django's tasks framework with the database backend (run tasks with `manage.py db_worker`).
+if os.environ.get("TESTPROJECT_DJANGO_TASKS") == "1":
+    import django
+
+    if django.VERSION < (6, 0):
+        INSTALLED_APPS.append("django_tasks")  # the backport of django.tasks
+    INSTALLED_APPS.append("django_tasks_db")
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default", "reports"]}}
+
 if os.environ.get("TESTPROJECT_LOGIN_REQUIRED"):
     MIDDLEWARE.append("django.contrib.auth.middleware.LoginRequiredMiddleware")
 
@@ -128,6 +137,14 @@ CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ALWAYS_EAGER = os.environ.get("CELERY_TASK_ALWAYS_EAGER", "0") == "1"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+if os.environ.get("TESTPROJECT_BEAT_EVERY"):  # a beat schedule entry every N seconds (beat tests)
+    CELERY_BEAT_SCHEDULE = {
+        "add-every-n": {
+            "task": "testproject.demo.tasks.add",
+            "schedule": float(os.environ["TESTPROJECT_BEAT_EVERY"]),
+            "args": (1, 2),
+        }
+    }
 
 AUTH_PASSWORD_VALIDATORS = []
 LANGUAGE_CODE = "en-us"

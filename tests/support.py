@@ -374,6 +374,41 @@ def tracing_to(endpoint: str) -> dict[str, str]:
     return {"OTEL_ENABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
 
 
+def celery_beat(env: dict[str, str], log_path: Path, schedule: Path) -> Server:
+    """A real ``celery beat`` for the test project, its schedule state in ``schedule``."""
+    argv = [PYTHON, "-m", "celery", "-A", "testproject", "beat", "--loglevel", "INFO", "--schedule", str(schedule)]
+    return Server(argv, env, None, log_path)
+
+
+def db_worker(env: dict[str, str], log_path: Path, extra: tuple[str, ...] = ()) -> Server:
+    """The database backend's worker of Django's tasks framework (``manage.py db_worker``, every queue)."""
+    argv = [
+        PYTHON,
+        str(ROOT / "manage.py"),
+        "db_worker",
+        "--queue-name",
+        "*",
+        "--interval",
+        "0.2",
+        "--no-startup-delay",
+        "--no-reload",
+        *extra,
+    ]
+    return Server(argv, env, None, log_path)
+
+
+def json_lines(text: str) -> list[dict]:
+    """The JSON log lines of a process's output (other lines skipped)."""
+    import json
+
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                lines.append(json.loads(line))
+    return lines
+
+
 def wait_worker_ready(worker: Server, timeout: float = 30.0) -> None:
     wait_until(
         lambda: " ready." in worker.output() or (worker.proc and worker.proc.poll() is not None),

@@ -150,6 +150,15 @@ def seed_groups(namespace: str = "") -> list[dict[str, Any]]:
             "More than 5% of Celery tasks fail",
         ),
         _alert(
+            "CeleryBeatEntryLate",
+            # last_over_time keeps the alert up when beat itself is gone (its series would go stale).
+            "time() - max by (job, entry) (last_over_time(${ns}celery_beat_last_run_timestamp_seconds[1d]))\n"
+            "> max by (job, entry) (last_over_time(${ns}celery_beat_entry_interval_seconds[1d])) * 1.5 + 60",
+            "2m",
+            "warning",
+            "Celery beat entry {{ $labels.entry }} is late: last sent {{ $value | humanizeDuration }} ago",
+        ),
+        _alert(
             "HighCPU",
             # process_* metrics come from prometheus_client's process collector: never namespaced.
             "sum by (job, instance) (rate(process_cpu_seconds_total[5m])) > 0.8",

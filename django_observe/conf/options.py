@@ -183,6 +183,22 @@ class ObserveConfig:
     celery_min_workers: int = option(
         1, integer(0, 10_000), "Workers that must answer a ping for the celery check to pass."
     )
+    celery_heartbeat_file: str | None = option(
+        None,
+        optional_text,
+        "File a Celery worker touches while its consumer loop runs, read by ``manage.py observe_health "
+        "--celery-worker``; default: ``<temp dir>/django_observe/celery-worker.heartbeat`` (give each worker "
+        'its own when several share a filesystem; "" or "off": no heartbeat).',
+    )
+    celery_heartbeat_interval: float = option(
+        5.0, number(0.2, 300), "Seconds between two touches of ``CELERY_HEARTBEAT_FILE``."
+    )
+    django_tasks_context: bool = option(
+        True,
+        boolean,
+        "Carry the correlation ID and trace context from ``Task.enqueue()`` to the task run in the reserved "
+        "keyword argument ``_django_observe`` (Django's tasks framework; see docs/django-tasks.md).",
+    )
 
     # Logging and correlation.
     log_configure: str = option(

@@ -1,11 +1,23 @@
 """Health endpoints and checks, built on django-health-check's ``HealthCheck``."""
 
-from .checks import Cache, CeleryBroker, CeleryWorkers, Database, Disk, Memory, Migrations, Observation, Redis
+from .checks import (
+    Cache,
+    CeleryBroker,
+    CeleryQueues,
+    CeleryWorkers,
+    Database,
+    Disk,
+    Memory,
+    Migrations,
+    Observation,
+    Redis,
+)
 from .drain import is_draining, start_draining
 
 __all__ = [
     "Cache",
     "CeleryBroker",
+    "CeleryQueues",
     "CeleryWorkers",
     "Database",
     "Disk",

@@ -172,6 +172,42 @@ class CeleryWorkers(HealthCheck):
         return Observation(alive, "workers")
 
 
+def configured_queues(app: Any) -> list[str]:
+    """The queue names of ``app``: ``task_queues`` when set, else ``task_default_queue``."""
+    queues = app.conf.task_queues
+    if queues:
+        names = [getattr(queue, "name", queue) for queue in (queues.values() if isinstance(queues, dict) else queues)]
+        return sorted({str(name) for name in names})
+    return [str(app.conf.task_default_queue or "celery")]
+
+
+@dataclasses.dataclass
+class CeleryQueues(HealthCheck):
+    """Every configured queue has at least one consuming worker (``inspect().active_queues()``).
+
+    The inspect call waits for every worker's reply, so a run takes about half the check's timeout (at most
+    one second); with ``queues`` empty the app's ``task_queues`` (or ``task_default_queue``) are checked.
+    """
+
+    app: Any = dataclasses.field(default=None, repr=False)
+    queues: tuple[str, ...] = ()
+    timeout: datetime.timedelta = dataclasses.field(default=_seconds(2), repr=False)
+
+    def run(self) -> Observation:
+        app = _load_celery_app(self.app)
+        wanted = list(self.queues) or configured_queues(app)
+        wait = max(0.1, min(1.0, self.timeout.total_seconds() / 2))
+        try:
+            replies = app.control.inspect(timeout=wait).active_queues() or {}
+        except Exception as exc:
+            raise ServiceUnavailable("Cannot reach Celery workers") from exc
+        consumed = {str(queue.get("name")) for queues in replies.values() for queue in (queues or [])}
+        missing = [name for name in wanted if name not in consumed]
+        if missing:
+            raise ServiceUnavailable(f"No worker consumes {', '.join(missing)}")
+        return Observation(len(wanted), "queues")
+
+
 @dataclasses.dataclass
 class Migrations(HealthCheck):
     """No unapplied migrations on a database alias.

@@ -23,6 +23,7 @@ BUILTIN_CRITICAL = {
     "redis": True,
     "celery_broker": True,
     "celery": False,
+    "celery_queues": False,
     "migrations": True,
     "disk": False,
     "memory": False,
@@ -34,12 +35,13 @@ COMPONENT_TYPES = {
     "redis": "datastore",
     "celery_broker": "component",
     "celery": "component",
+    "celery_queues": "component",
     "migrations": "datastore",
     "disk": "system",
     "memory": "system",
 }
 
-MEASUREMENTS = {"disk": "utilization", "memory": "utilization", "celery": "connections"}
+MEASUREMENTS = {"disk": "utilization", "memory": "utilization", "celery": "connections", "celery_queues": "queues"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +166,7 @@ def build_specs(
     if celery_app is not None:
         built.append(("celery_broker", checks.CeleryBroker(app=celery_app)))
         built.append(("celery", checks.CeleryWorkers(app=celery_app, min_workers=config.celery_min_workers)))
+        built.append(("celery_queues", checks.CeleryQueues(app=celery_app)))
     if "default" in databases:
         built.append(("migrations", checks.Migrations(alias="default")))
     built.append(("disk", checks.Disk(paths=config.health_disk_paths, warn_percent=config.health_disk_warn_percent)))

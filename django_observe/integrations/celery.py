@@ -12,6 +12,11 @@
   connection-pool numbers after each task.
 - Tracing: the provider is built in each prefork child (``worker_process_init``) or on the first task of a
   pool without children; buffered spans are flushed when a child or the worker stops.
+- Liveness: a consumer bootstep (added on ``celeryd_init``) touches ``CELERY_HEARTBEAT_FILE`` every
+  ``CELERY_HEARTBEAT_INTERVAL`` seconds from the consumer's own timer, so the file goes stale when the
+  worker's main process hangs, stops consuming or dies; ``manage.py observe_health --celery-worker`` reads it.
+- Beat: ``beat_init`` wraps the scheduler's ``apply_async``; each entry sent sets
+  ``celery_beat_last_run_timestamp_seconds{entry}`` and ``celery_beat_entry_interval_seconds{entry}``.
 
 Receivers are connected once per process with strong references (Celery keeps weak ones by default, and a
 receiver nobody else references would silently stop); each reads the current runtime when it runs.
@@ -19,7 +24,10 @@ receiver nobody else references would silently stop); each reads the current run
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import tempfile
 import time
 from typing import Any
 
@@ -30,7 +38,7 @@ from ..queries import current as current_queries
 from ..requestinfo import hex_ids
 from ..runtime import Runtime, current
 
-__all__ = ["HEADER", "PUBLISHED_AT", "connect"]
+__all__ = ["HEADER", "PUBLISHED_AT", "connect", "heartbeat_age", "heartbeat_path"]
 
 HEADER = "x_correlation_id"
 PUBLISHED_AT = "x_published_at"
@@ -269,6 +277,136 @@ def on_worker_setup(sender: Any = None, instance: Any = None, **kwargs: Any) -> 
         instance.quiet = True
 
 
+# --- worker liveness: the heartbeat file
+
+
+def heartbeat_path(config: Any) -> str | None:
+    """Where the worker's heartbeat goes (``CELERY_HEARTBEAT_FILE``); None when it is ``"off"``."""
+    path = config.celery_heartbeat_file
+    if path is None:
+        return os.path.join(tempfile.gettempdir(), "django_observe", "celery-worker.heartbeat")
+    return None if path.lower() == "off" else path
+
+
+def heartbeat_age(path: str, now: float | None = None) -> float | None:
+    """Seconds since the heartbeat file was last touched; None when it does not exist."""
+    try:
+        mtime = os.stat(path).st_mtime
+    except FileNotFoundError:
+        return None
+    return max(0.0, (time.time() if now is None else now) - mtime)
+
+
+def _touch(path: str, hostname: str) -> None:
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(f"{os.getpid()} {hostname}\n")
+        os.replace(tmp, path)
+
+
+def _heartbeat_step() -> type:
+    from celery import bootsteps
+
+    class Heartbeat(bootsteps.StartStopStep):
+        """Touches the heartbeat file from the consumer's timer (its event loop in prefork)."""
+
+        label = "django_observe heartbeat"
+        requires = ("celery.worker.consumer.tasks:Tasks",)
+
+        def __init__(self, parent: Any, **kwargs: Any) -> None:
+            super().__init__(parent, **kwargs)
+            self.tref: Any = None
+            runtime = current()
+            self.path = heartbeat_path(runtime.config) if runtime is not None else None
+            self.interval = runtime.config.celery_heartbeat_interval if runtime is not None else 5.0
+
+        def start(self, parent: Any) -> None:
+            if self.path is None:
+                return
+            hostname = str(getattr(parent, "hostname", ""))
+            path = self.path
+
+            def beat() -> None:
+                try:
+                    _touch(path, hostname)
+                except OSError as exc:
+                    logger.warning("cannot write the heartbeat file %s: %s", path, exc)
+
+            beat()
+            self.tref = parent.timer.call_repeatedly(self.interval, beat)
+            logger.info("heartbeat file %s touched every %ss", path, self.interval)
+
+        def stop(self, parent: Any) -> None:  # also on a consumer restart (broker reconnect): the file ages
+            if self.tref is not None:
+                self.tref.cancel()
+                self.tref = None
+
+        def shutdown(self, parent: Any) -> None:
+            self.stop(parent)
+            if self.path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(self.path)
+
+    return Heartbeat
+
+
+def on_worker_init(sender: Any = None, instance: Any = None, **kwargs: Any) -> None:
+    """``celeryd_init``: add the heartbeat step before the consumer's blueprint is built."""
+    runtime = current()
+    if instance is None or runtime is None or heartbeat_path(runtime.config) is None:
+        return
+    steps = instance.app.steps["consumer"]
+    if not any(getattr(step, "label", "") == "django_observe heartbeat" for step in steps):
+        steps.add(_heartbeat_step())
+
+
+# --- beat: the last run of each schedule entry
+
+
+def _interval_seconds(entry: Any) -> float | None:
+    schedule = entry.schedule
+    try:  # the time from now to the entry's next run, for any schedule type (interval, crontab, solar)
+        return max(0.0, schedule.remaining_estimate(entry.default_now()).total_seconds())
+    except Exception:
+        run_every = getattr(schedule, "run_every", None)
+        return run_every.total_seconds() if run_every is not None else None
+
+
+def _record_beat_run(entry: Any) -> None:
+    runtime = current()
+    if runtime is None or runtime.metrics is None:
+        return
+    catalogue = runtime.metrics.catalogue
+    name = catalogue.guard("celery_beat", "entry")(str(entry.name))
+    catalogue.celery_beat_last_run.labels(name).set(time.time())
+    interval = _interval_seconds(entry)
+    if interval is not None:
+        catalogue.celery_beat_interval.labels(name).set(interval)
+
+
+def on_beat_init(sender: Any = None, **kwargs: Any) -> None:
+    """``beat_init``: wrap the scheduler's ``apply_async`` (an entry sent without error counts as run)."""
+    scheduler = getattr(sender, "scheduler", None)
+    if scheduler is None or getattr(scheduler, "_django_observe_wrapped", False):
+        return
+    apply_async = scheduler.apply_async
+
+    def observed_apply_async(entry: Any, *args: Any, **kwargs: Any) -> Any:
+        result = apply_async(entry, *args, **kwargs)
+        try:
+            _record_beat_run(entry)
+        except Exception:
+            logger.exception("cannot record the run of beat entry %s", getattr(entry, "name", "?"))
+        return result
+
+    scheduler.apply_async = observed_apply_async
+    scheduler._django_observe_wrapped = True
+
+
 def connect(*, own_logging: bool) -> bool:
     """Connect the receivers (once per process; safe to call again). False when Celery is not installed.
 
@@ -294,6 +432,8 @@ def connect(*, own_logging: bool) -> bool:
         (signals.worker_process_shutdown, on_process_shutdown),
         (signals.worker_shutdown, on_process_shutdown),
         (signals.celeryd_after_setup, on_worker_setup),
+        (signals.celeryd_init, on_worker_init),
+        (signals.beat_init, on_beat_init),
     ]
     for signal, receiver in receivers:
         signal.connect(receiver, weak=False, dispatch_uid=f"django_observe.{receiver.__name__}")

@@ -88,6 +88,13 @@ class Catalogue:
     celery_tasks: Counter
     celery_task_duration: Histogram
     celery_queue_wait: Histogram
+    celery_beat_last_run: Gauge
+    celery_beat_interval: Gauge
+    django_tasks_enqueued: Counter
+    django_tasks_started: Counter
+    django_tasks_finished: Counter
+    django_tasks_duration: Histogram
+    django_tasks_queue_wait: Histogram
     health_status: Gauge
     health_duration: Gauge
     label_overflow: Counter
@@ -179,6 +186,46 @@ def build_catalogue(
         celery_queue_wait=Histogram(
             "celery_task_queue_wait_seconds",
             "Time from publishing a task to its start.",
+            ["queue"],
+            buckets=TASK_BUCKETS,
+            **kw,
+        ),
+        celery_beat_last_run=Gauge(
+            "celery_beat_last_run_timestamp_seconds",
+            "Unix time celery beat last sent each schedule entry.",
+            ["entry"],
+            multiprocess_mode="max",
+            **kw,
+        ),
+        celery_beat_interval=Gauge(
+            "celery_beat_entry_interval_seconds",
+            "Seconds from an entry's last run to its next one, as beat computed it when it sent the entry.",
+            ["entry"],
+            multiprocess_mode="mostrecent",
+            **kw,
+        ),
+        django_tasks_enqueued=Counter(
+            "django_tasks_enqueued", "Tasks enqueued (Django's tasks framework).", ["task", "queue", "backend"], **kw
+        ),
+        django_tasks_started=Counter(
+            "django_tasks_started", "Task runs started (Django's tasks framework).", ["task", "queue"], **kw
+        ),
+        django_tasks_finished=Counter(
+            "django_tasks_finished",
+            "Task runs finished, by status (successful, failed).",
+            ["task", "queue", "status"],
+            **kw,
+        ),
+        django_tasks_duration=Histogram(
+            "django_tasks_duration_seconds",
+            "Run time of tasks (Django's tasks framework).",
+            ["task", "queue"],
+            buckets=TASK_BUCKETS,
+            **kw,
+        ),
+        django_tasks_queue_wait=Histogram(
+            "django_tasks_queue_wait_seconds",
+            "Time from enqueuing a task (or its run_after) to its start.",
             ["queue"],
             buckets=TASK_BUCKETS,
             **kw,

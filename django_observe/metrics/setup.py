@@ -150,8 +150,8 @@ def build_metrics(
 
 
 def start_exporter(state: MetricsState, config: ObserveConfig, role: str) -> None:
-    """Serve the metrics port from this process (web: ``METRICS_PORT``, worker: ``METRICS_WORKER_PORT``)."""
-    if role not in ("web", "worker"):
+    """Serve the metrics port from this process (web: ``METRICS_PORT``, worker and beat: ``METRICS_WORKER_PORT``)."""
+    if role not in ("web", "worker", "beat"):  # beat serves the worker port (its own pod or host)
         return
     port = config.metrics_port if role == "web" else config.metrics_worker_port
     if not port:

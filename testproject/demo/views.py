@@ -163,6 +163,16 @@ def enqueue(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"task_id": result.id}, status=202)
 
 
+@require_GET
+def enqueue_django_task(request: HttpRequest) -> JsonResponse:
+    """Enqueue a task of Django's tasks framework (``?fail=1``: one that raises)."""
+    from .background import broken_report, count_users
+
+    task = broken_report if request.GET.get("fail") else count_users
+    result = task.enqueue(request.GET.get("label", "x")[:50])
+    return JsonResponse({"task_id": str(result.id)}, status=202)
+
+
 # --- outbound calls (propagation tests). Only loopback targets: these views must not become an SSRF.
 
 OUTBOUND_CLIENTS = ("requests", "requests_session", "httpx", "httpx_client")

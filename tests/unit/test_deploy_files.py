@@ -79,6 +79,23 @@ def test_kubernetes_probes_use_the_app_endpoints():
     assert {p["targetPort"] for p in service["spec"]["ports"]} <= port_names
 
 
+def test_the_worker_liveness_probe_is_the_heartbeat_command():
+    from django.core.management import get_commands, load_command_class
+
+    docs = load_all(DEPLOY / "kubernetes" / "worker.yaml")
+    worker = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "worker")
+    container = worker["spec"]["template"]["spec"]["containers"][0]
+    command = container["livenessProbe"]["exec"]["command"]
+    assert command[1:4] == ["manage.py", "observe_health", "--celery-worker"]
+    parser = load_command_class(get_commands()["observe_health"], "observe_health").create_parser("manage.py", "x")
+    options = parser.parse_args(command[3:])
+    assert options.celery_worker and options.max_age >= 3 * float(
+        next(e["value"] for e in container["env"] if e["name"] == "CELERY_HEARTBEAT_INTERVAL")
+    )
+    beat = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "beat")
+    assert beat["spec"]["replicas"] == 1 and "beat" in beat["spec"]["template"]["spec"]["containers"][0]["command"]
+
+
 PROJECT_VARIABLES = {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "ALLOWED_HOSTS", "SECRET_KEY"}
 
 

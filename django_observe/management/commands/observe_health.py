@@ -2,6 +2,11 @@
 
 For Docker ``HEALTHCHECK`` without curl. Exit 0 when healthy or degraded, 1 when a
 critical check fails.
+
+``manage.py observe_health --celery-worker [--max-age SECONDS]``: the liveness of the Celery worker on this
+host or pod, from its heartbeat file (``CELERY_HEARTBEAT_FILE``) alone, with no broker round trip: exit 0
+when the worker touched it within ``--max-age`` seconds, 1 otherwise, with a one-line reason (a Kubernetes
+exec ``livenessProbe``).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import logging
 from django.core.management.base import BaseCommand, CommandError
 
 from django_observe.health import render
+from django_observe.integrations.celery import heartbeat_age, heartbeat_path
 from django_observe.runtime import get_runtime
 
 
@@ -22,9 +28,23 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--readiness", action="store_true", help="Only the critical checks, as /readyz.")
         parser.add_argument("--json", action="store_true", help="Print the /health JSON body with full details.")
+        parser.add_argument(
+            "--celery-worker",
+            action="store_true",
+            help="Only the liveness of the Celery worker on this host, from its heartbeat file (no broker).",
+        )
+        parser.add_argument(
+            "--max-age",
+            type=float,
+            default=None,
+            help="With --celery-worker: seconds the heartbeat may be old (default: 3 x CELERY_HEARTBEAT_INTERVAL).",
+        )
 
     def handle(self, *args, **options):
         runtime = get_runtime()
+        if options["celery_worker"]:
+            self._celery_worker(runtime.config, options["max_age"])
+            return
         runner = runtime.health
         if runner is None:
             raise CommandError("the health checks are not configured: run manage.py check")
@@ -48,3 +68,17 @@ class Command(BaseCommand):
             self.stdout.write(status)
         if status == "unhealthy":
             raise SystemExit(1)
+
+    def _celery_worker(self, config, max_age: float | None) -> None:
+        path = heartbeat_path(config)
+        if path is None:
+            raise CommandError('CELERY_HEARTBEAT_FILE is "off": the worker writes no heartbeat')
+        limit = max_age if max_age is not None else 3 * config.celery_heartbeat_interval
+        age = heartbeat_age(path)
+        if age is None:
+            self.stdout.write(f"celery worker not alive: no heartbeat file at {path}")
+            raise SystemExit(1)
+        if age > limit:
+            self.stdout.write(f"celery worker not alive: heartbeat {age:.1f} s old, limit {limit:g} s ({path})")
+            raise SystemExit(1)
+        self.stdout.write(f"celery worker alive: heartbeat {age:.1f} s old ({path})")
