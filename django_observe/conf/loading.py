@@ -184,7 +184,9 @@ def load_config(settings: Any = None, environ: Mapping[str, str] | None = None) 
     return ObserveConfig(**values, sources=sources)
 
 
-def _resolve_identity(values: dict[str, Any], sources: dict[str, str], settings: Any, environ: Mapping[str, str]) -> None:
+def _resolve_identity(
+    values: dict[str, Any], sources: dict[str, str], settings: Any, environ: Mapping[str, str]
+) -> None:
     """Fill SERVICE_NAME, SERVICE_VERSION and SERVICE_ENVIRONMENT by the precedence of ``identity.resolve``."""
 
     def explicit(field: str) -> identity.Resolved | None:
@@ -206,7 +208,8 @@ def _resolve_identity(values: dict[str, Any], sources: dict[str, str], settings:
         ),
         settings_module=settings_module if isinstance(settings_module, str) else None,
     )
-    for key, field in (("name", "service_name"), ("version", "service_version"), ("environment", "service_environment")):
+    fields = (("name", "service_name"), ("version", "service_version"), ("environment", "service_environment"))
+    for key, field in fields:
         values[field] = resolved[key].value
         sources[field] = resolved[key].source
 

@@ -146,7 +146,7 @@ def _histogram_points(family: Any, semconv: bool, start_ns: int, now_ns: int, po
     for entry in series.values():
         bounds = sorted(entry["buckets"])
         cumulative_counts = [entry["buckets"][b] for b in bounds]
-        counts = [int(c - p) for c, p in zip(cumulative_counts, [0.0, *cumulative_counts[:-1]])]
+        counts = [int(c - p) for c, p in zip(cumulative_counts, [0.0, *cumulative_counts[:-1]], strict=True)]
         explicit = [b for b in bounds if b != float("inf")]
         if len(counts) == len(explicit):  # no +Inf bucket: everything above the last bound
             counts.append(max(0, entry["count"] - int(cumulative_counts[-1] if cumulative_counts else 0)))
@@ -212,7 +212,8 @@ class MetricsPusher:
         exporter: Any,
         interval: float,
     ):
-        self.path, self.collect, self.identity, self.exporter, self.interval = path, collect, identity, exporter, interval
+        self.path, self.collect, self.identity = path, collect, identity
+        self.exporter, self.interval = exporter, interval
         self.lock_path = os.path.join(path, LOCK_NAME) if path else None
         group = os.path.basename(path.rstrip("/")) if path else instance_id()
         self.instance = f"{socket.gethostname()}:{group}"

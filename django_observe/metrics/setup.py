@@ -135,7 +135,6 @@ def build_metrics(
     if config.metrics_cache:
         install_cache_instrumentation()
     from . import infra
-
     from .target_info import TargetInfoCollector
 
     identity = identity or ServiceIdentity.from_config(config)

@@ -26,9 +26,7 @@ class TargetInfoCollector:
     """One ``target_info`` series whose labels are the identity (and the extra resource attributes)."""
 
     def __init__(self, identity: ServiceIdentity):
-        attributes = {
-            k: v for k, v in identity.resource_attributes(instance="-").items() if k != "service.instance.id"
-        }
+        attributes = {k: v for k, v in identity.resource_attributes(instance="-").items() if k != "service.instance.id"}
         self.labels = {_label(k): v for k, v in attributes.items()}
 
     def collect(self) -> Any:
