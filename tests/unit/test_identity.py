@@ -97,7 +97,10 @@ def test_sources_say_where_each_value_came_from():
     )
     assert config.sources["service_name"] == "environment variable OTEL_SERVICE_NAME"
     assert config.sources["service_version"] == 'DJANGO_OBSERVE["SERVICE_VERSION"]'
-    assert config.sources["service_environment"] == "environment variable OTEL_RESOURCE_ATTRIBUTES (deployment.environment)"
+    assert (
+        config.sources["service_environment"]
+        == "environment variable OTEL_RESOURCE_ATTRIBUTES (deployment.environment)"
+    )
     defaults = load()
     assert defaults.sources["service_name"] == "default: settings package of acme.settings"
 
@@ -171,7 +174,9 @@ def test_observe_config_shows_the_source_of_the_identity(observe):
 
 
 def test_prometheus_families_become_otlp_metrics():
-    from opentelemetry.sdk.metrics.export import AggregationTemporality, Gauge as OtelGauge, Histogram as OtelHist, Sum
+    from opentelemetry.sdk.metrics.export import AggregationTemporality, Sum
+    from opentelemetry.sdk.metrics.export import Gauge as OtelGauge
+    from opentelemetry.sdk.metrics.export import Histogram as OtelHist
 
     from django_observe.metrics.otlp import to_metrics
 
