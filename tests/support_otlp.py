@@ -1,4 +1,4 @@
-"""Local OTLP receivers (HTTP and gRPC) that decode traces (and, over HTTP, metrics and logs) with opentelemetry-proto."""
+"""Local OTLP receivers (HTTP and gRPC) decoding traces (and, over HTTP, metrics and logs) with opentelemetry-proto."""
 
 from __future__ import annotations
 
