@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .conf import ConfigError, ObserveConfig
     from .correlation import CorrelationPolicy
     from .health.runner import HealthRunner
+    from .identity import ServiceIdentity
     from .integrations.http_clients import OutboundPolicy
     from .metrics.setup import MetricsState
     from .queries import QueryCounter
@@ -36,6 +37,7 @@ class Runtime:
         config: the validated configuration.
         role: ``web``, ``worker`` or ``command`` (``django_observe.process.process_role``).
         correlation: which incoming correlation IDs are accepted, and how new ones look.
+        identity: the service identity every signal carries (``django_observe.identity``).
         health: the checks and their runner.
         metrics: the catalogue, the request recorder and the scrape-time collectors; None with metrics off.
         tracing: the tracer provider and the request-span factory; None with tracing off.
@@ -50,6 +52,7 @@ class Runtime:
     config: ObserveConfig
     role: str
     correlation: CorrelationPolicy
+    identity: ServiceIdentity | None = None
     health: HealthRunner | None = None
     metrics: MetricsState | None = None
     tracing: TracingState | None = None

@@ -23,10 +23,12 @@ from .correlation import CorrelationPolicy
 from .health import drain
 from .health.registry import build_specs, find_celery_app
 from .health.runner import HealthRunner
+from .identity import ServiceIdentity
 from .integrations import celery as celery_integration
 from .integrations import django_tasks as django_tasks_integration
 from .integrations import http_clients
 from .logging import configure_logging
+from .metrics import otlp as otlp_metrics
 from .metrics.setup import build_metrics, start_exporter
 from .runtime import Runtime
 from .tracing.setup import configure_tracing
@@ -48,7 +50,22 @@ def install_middleware(django_settings: Any) -> None:
         django_settings.MIDDLEWARE = middleware
 
 
-def _logging_setup(config: conf.ObserveConfig, *, project_logging: bool) -> Any:
+def _otlp_log_handler(config: conf.ObserveConfig, identity: ServiceIdentity) -> Any:
+    """The OTLP log handler with ``OTEL_ENABLED`` and ``OTEL_LOGS_EXPORTER=otlp``, else None."""
+    if not (config.otel_enabled and config.otel_logs_exporter == "otlp"):
+        return None
+    from .logging.otlp import OtlpLogHandler
+
+    return OtlpLogHandler(
+        identity=identity,
+        endpoint=config.otel_exporter_otlp_endpoint,
+        protocol=config.otel_exporter_otlp_protocol,
+        otel_enabled=config.otel_enabled,
+        redact_keys=config.log_redact_keys,
+    )
+
+
+def _logging_setup(config: conf.ObserveConfig, identity: ServiceIdentity, *, project_logging: bool) -> Any:
     """The function that configures logging for ``config`` (None with ``LOG_CONFIGURE`` off)."""
     if config.log_configure == "off":
         return None
@@ -62,12 +79,9 @@ def _logging_setup(config: conf.ObserveConfig, *, project_logging: bool) -> Any:
             redact_keys=config.log_redact_keys,
             handlers=handlers,
             flavor=config.log_json_flavor,
-            service={
-                "name": config.service_name,
-                "environment": config.service_environment,
-                "version": config.service_version,
-            },
+            service=identity.as_log_service(),
             gcp_project=config.log_gcp_project,
+            otlp_handler=_otlp_log_handler(config, identity),
         )
 
     setup.installs_handlers = handlers  # type: ignore[attr-defined]
@@ -94,24 +108,32 @@ def build_runtime(
     Raises:
         ImproperlyConfigured: a health check option is invalid, or tracing is on without its packages.
     """
+    identity = ServiceIdentity.from_config(config)
     celery_app = find_celery_app(config)
     health = HealthRunner(
         build_specs(config, databases=list(databases), caches=dict(caches), celery_app=celery_app),
         ttl=config.health_cache_ttl,
     )
     metrics = build_metrics(
-        config, role=role, celery_app=celery_app, health_runner=health, databases=databases, registry=registry
+        config,
+        role=role,
+        celery_app=celery_app,
+        health_runner=health,
+        databases=databases,
+        registry=registry,
+        identity=identity,
     )
     return Runtime(
         config=config,
         role=role,
         correlation=CorrelationPolicy(config.correlation_id_pattern, config.correlation_id_prefix),
+        identity=identity,
         health=health,
         metrics=metrics,
-        tracing=configure_tracing(config, role=role),
+        tracing=configure_tracing(config, role=role, identity=identity),
         queries=queries.QueryCounter(config.db_query_stats, config.db_repeated_query_threshold),
         outbound=http_clients.OutboundPolicy.from_config(config),
-        logging_setup=_logging_setup(config, project_logging=project_logging),
+        logging_setup=_logging_setup(config, identity, project_logging=project_logging),
     )
 
 
@@ -127,6 +149,10 @@ def _logging_key(config: conf.ObserveConfig) -> tuple[Any, ...]:
         config.service_name,
         config.service_environment,
         config.service_version,
+        tuple(sorted(config.otel_resource_attributes.items())),
+        config.otel_logs_exporter,
+        config.otel_exporter_otlp_endpoint,
+        config.otel_exporter_otlp_protocol,
     )
 
 
@@ -186,6 +212,7 @@ def start(django_settings: Any) -> Runtime:
             config=_fallback_config(django_settings),
             role=role,
             correlation=CorrelationPolicy(),
+            identity=ServiceIdentity(),
             errors=tuple(exc.errors),
         )
         runtime.install(rt)
@@ -199,6 +226,8 @@ def start(django_settings: Any) -> Runtime:
     _apply(rt, django_settings)
     if rt.metrics is not None:
         start_exporter(rt.metrics, config, role)
+        identity = rt.identity or ServiceIdentity.from_config(config)
+        rt.metrics.otlp = otlp_metrics.start(rt.metrics, config, identity, role)
     return rt
 
 
@@ -215,7 +244,13 @@ def _build_or_report(config: conf.ObserveConfig, role: str, django_settings: Any
         if not process.is_management_command():
             raise
         error = conf.ConfigError('DJANGO_OBSERVE["HEALTH_CHECKS"]', str(exc))
-        return Runtime(config=config, role=role, correlation=CorrelationPolicy(), errors=(error,))
+        return Runtime(
+            config=config,
+            role=role,
+            correlation=CorrelationPolicy(),
+            identity=ServiceIdentity.from_config(config),
+            errors=(error,),
+        )
 
 
 def rebuild(django_settings: Any = None, environ: Mapping[str, str] | None = None) -> Runtime:

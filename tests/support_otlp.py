@@ -1,4 +1,4 @@
-"""Local OTLP receivers (HTTP and gRPC) that decode ExportTraceServiceRequest with opentelemetry-proto."""
+"""Local OTLP receivers (HTTP and gRPC) decoding traces (and, over HTTP, metrics and logs) with opentelemetry-proto."""
 
 from __future__ import annotations
 
@@ -50,11 +50,92 @@ def decode(request: Any) -> list[Span]:
     return spans
 
 
+@dataclasses.dataclass
+class Point:
+    """One data point of an OTLP metric: ``value`` for sums and gauges, ``count``/``sum`` for histograms."""
+
+    metric: str
+    kind: str  # sum, gauge or histogram
+    attributes: dict[str, Any]
+    resource: dict[str, Any]
+    value: float = 0.0
+    count: int = 0
+    monotonic: bool = False
+
+
+@dataclasses.dataclass
+class Log:
+    body: Any
+    severity_text: str
+    trace_id: str
+    span_id: str
+    attributes: dict[str, Any]
+    resource: dict[str, Any]
+
+
+def decode_metrics(request: Any) -> list[Point]:
+    points = []
+    for resource_metrics in request.resource_metrics:
+        resource = {a.key: _value(a.value) for a in resource_metrics.resource.attributes}
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                kind = metric.WhichOneof("data")
+                data = getattr(metric, kind)
+                for p in data.data_points:
+                    attributes = {a.key: _value(a.value) for a in p.attributes}
+                    if kind == "histogram":
+                        points.append(Point(metric.name, kind, attributes, resource, p.sum, p.count))
+                    else:
+                        value = p.as_double if p.WhichOneof("value") == "as_double" else p.as_int
+                        monotonic = kind == "sum" and data.is_monotonic
+                        points.append(Point(metric.name, kind, attributes, resource, value, monotonic=monotonic))
+    return points
+
+
+def decode_logs(request: Any) -> list[Log]:
+    logs = []
+    for resource_logs in request.resource_logs:
+        resource = {a.key: _value(a.value) for a in resource_logs.resource.attributes}
+        for scope_logs in resource_logs.scope_logs:
+            for record in scope_logs.log_records:
+                logs.append(
+                    Log(
+                        body=_value(record.body),
+                        severity_text=record.severity_text,
+                        trace_id=record.trace_id.hex(),
+                        span_id=record.span_id.hex(),
+                        attributes={a.key: _value(a.value) for a in record.attributes},
+                        resource=resource,
+                    )
+                )
+    return logs
+
+
 class Receiver:
     def __init__(self) -> None:
         self.spans: list[Span] = []
         self.requests = 0
         self.lock = threading.Lock()
+        self.metric_exports: list[list[Point]] = []  # one list per export request, in arrival order
+        self.logs: list[Log] = []
+
+    def add_metrics(self, points: list[Point]) -> None:
+        with self.lock:
+            self.metric_exports.append(points)
+
+    def add_logs(self, logs: list[Log]) -> None:
+        with self.lock:
+            self.logs.extend(logs)
+
+    def latest_points(self, metric: str) -> list[Point]:
+        """The points of ``metric`` in the newest export that has it (cumulative: the current totals)."""
+        with self.lock:
+            exports = list(self.metric_exports)
+        for points in reversed(exports):
+            found = [p for p in points if p.metric == metric]
+            if found:
+                return found
+        return []
 
     def add(self, spans: list[Span]) -> None:
         with self.lock:
@@ -67,10 +148,13 @@ class Receiver:
 
 
 class HttpReceiver(Receiver):
-    """OTLP/HTTP on a free loopback port: ``endpoint`` is the base URL (``/v1/traces`` is appended)."""
+    """OTLP/HTTP on a free loopback port: ``endpoint`` is the base URL (``/v1/traces``, ``/v1/metrics`` and
+    ``/v1/logs`` are appended)."""
 
     def __init__(self) -> None:
         super().__init__()
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
             ExportTraceServiceRequest,
             ExportTraceServiceResponse,
@@ -83,12 +167,22 @@ class HttpReceiver(Receiver):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
+                known = {"/v1/traces", "/v1/metrics", "/v1/logs"}
                 if self.path == "/v1/traces":
                     request = ExportTraceServiceRequest()
                     request.ParseFromString(body)
                     receiver.add(decode(request))
+                elif self.path == "/v1/metrics":
+                    request = ExportMetricsServiceRequest()
+                    request.ParseFromString(body)
+                    receiver.add_metrics(decode_metrics(request))
+                elif self.path == "/v1/logs":
+                    request = ExportLogsServiceRequest()
+                    request.ParseFromString(body)
+                    receiver.add_logs(decode_logs(request))
+                # The three responses are empty messages: the same (empty) bytes.
                 payload = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200 if self.path == "/v1/traces" else 404)
+                self.send_response(200 if self.path in known else 404)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()

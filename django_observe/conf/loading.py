@@ -23,6 +23,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from django_observe import identity
 from django_observe.alerting.slo import threshold_problem
 from django_observe.redaction import REDACTED, is_secret_key, redact_url
 
@@ -179,7 +180,38 @@ def load_config(settings: Any = None, environ: Mapping[str, str] | None = None) 
         errors.extend(_cross_check(values, sources))
     if errors:
         raise InvalidConfiguration(errors)
+    _resolve_identity(values, sources, settings, environ)
     return ObserveConfig(**values, sources=sources)
+
+
+def _resolve_identity(
+    values: dict[str, Any], sources: dict[str, str], settings: Any, environ: Mapping[str, str]
+) -> None:
+    """Fill SERVICE_NAME, SERVICE_VERSION and SERVICE_ENVIRONMENT by the precedence of ``identity.resolve``."""
+
+    def explicit(field: str) -> identity.Resolved | None:
+        if sources[field] == "default" or not values[field]:
+            return None
+        return identity.Resolved(values[field], sources[field])
+
+    settings_module = getattr(settings, "SETTINGS_MODULE", None) or environ.get("DJANGO_SETTINGS_MODULE")
+    resolved = identity.resolve(
+        otel_service_name=explicit("otel_service_name"),
+        service_name=explicit("service_name"),
+        service_version=explicit("service_version"),
+        service_environment=explicit("service_environment"),
+        resource_attributes=values["otel_resource_attributes"],
+        resource_source=(
+            "OTEL_RESOURCE_ATTRIBUTES"
+            if sources["otel_resource_attributes"] == "default"
+            else sources["otel_resource_attributes"]
+        ),
+        settings_module=settings_module if isinstance(settings_module, str) else None,
+    )
+    fields = (("name", "service_name"), ("version", "service_version"), ("environment", "service_environment"))
+    for key, field in fields:
+        values[field] = resolved[key].value
+        sources[field] = resolved[key].source
 
 
 def _default(field: dataclasses.Field[Any]) -> Any:

@@ -31,6 +31,7 @@ from .parsers import (
     number,
     optional_text,
     regex,
+    resource_attributes,
     sample_rates,
     slo_list,
     text,
@@ -108,10 +109,28 @@ class ObserveConfig:
     )
     otel_enabled: bool = option(False, boolean, "Turn on OpenTelemetry tracing.", top_level=True)
 
-    # Service identity (health bodies, logs, traces).
-    service_name: str = option("django", text, "Name of the service in health bodies, logs and traces.")
-    service_version: str = option("unknown", text, 'Version reported by /health ("version") and in traces.')
-    service_environment: str = option("production", text, "Deployment environment name (production, staging, ...).")
+    # Service identity (health bodies, logs, traces, metrics): resolved by django_observe.identity.
+    service_name: str = option(
+        "django",
+        text,
+        "Name of the service in health bodies, logs, traces and metrics (`OTEL_SERVICE_NAME` wins over it).",
+        default_doc="`service.name` of `OTEL_RESOURCE_ATTRIBUTES`, else the settings package "
+        '(`DJANGO_SETTINGS_MODULE="acme.settings"` gives `"acme"`), else `"django"`',
+    )
+    service_version: str = option(
+        "unknown",
+        text,
+        'Version of the service: /health "version", logs, traces and metrics.',
+        default_doc="`service.version` of `OTEL_RESOURCE_ATTRIBUTES`, else the installed distribution's version of "
+        'the settings package, else `"unknown"`',
+    )
+    service_environment: str = option(
+        "production",
+        text,
+        "Deployment environment name (production, staging, ...): logs, traces and metrics.",
+        default_doc="`deployment.environment.name` (or `deployment.environment`) of `OTEL_RESOURCE_ATTRIBUTES`, "
+        'else `"production"`',
+    )
 
     # Wiring.
     auto_middleware: bool = option(
@@ -368,7 +387,16 @@ class ObserveConfig:
     )
 
     # Tracing. The OTEL_* names are OpenTelemetry's standard environment variables.
-    otel_service_name: str | None = option(None, optional_text, "Service name in traces (default: SERVICE_NAME).")
+    otel_service_name: str | None = option(
+        None, optional_text, "Service name of every signal; wins over SERVICE_NAME (OpenTelemetry's standard variable)."
+    )
+    otel_resource_attributes: dict[str, str] = option(
+        {},
+        resource_attributes,
+        "OpenTelemetry resource attributes, `key=value,key=value` (values percent-encoded): `service.name`, "
+        "`service.version` and `deployment.environment.name` fill the identity when SERVICE_* are not set; the "
+        "others are added to the resource of every OTLP signal.",
+    )
     otel_exporter_otlp_endpoint: str | None = option(
         None,
         url,
@@ -380,6 +408,21 @@ class ObserveConfig:
     )
     otel_traces_exporter: str = option(
         "otlp", choice("otlp", "console", "none"), "Where spans go: otlp, console (development) or none."
+    )
+    otel_metrics_exporter: str = option(
+        "none",
+        choice("none", "otlp", "prometheus"),
+        "With OTEL_ENABLED, `otlp` also pushes the metrics catalogue to the OTLP endpoint (one process per group "
+        "exports the aggregate); `none` and `prometheus` keep the metrics port only (it is on in every case).",
+    )
+    otel_metric_export_interval: float = option(
+        60000.0, number(100, 3_600_000), "Milliseconds between two OTLP metric exports."
+    )
+    otel_logs_exporter: str = option(
+        "none",
+        choice("none", "otlp"),
+        "With OTEL_ENABLED, `otlp` also sends every log record (redacted, with trace and correlation IDs) to the "
+        "OTLP endpoint; stdout lines stay as they are.",
     )
     otel_traces_sampler: str = option(
         "parentbased_always_on",

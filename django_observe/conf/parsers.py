@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django_observe.alerting.slo import Objective, parse_objectives
+from django_observe.identity import parse_resource_attributes
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -121,6 +122,15 @@ def mapping(raw: Any) -> dict[str, Any]:
     if isinstance(raw, Mapping) and all(isinstance(k, str) for k in raw):
         return dict(raw)
     raise ValueError("must be a dict with string keys (a JSON object in the environment)")
+
+
+def resource_attributes(raw: Any) -> dict[str, str]:
+    """OpenTelemetry resource attributes: ``key=value,key=value`` (percent-encoded values), or a dict of strings."""
+    if isinstance(raw, str):
+        return parse_resource_attributes(raw)
+    if isinstance(raw, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
+        return dict(raw)
+    raise ValueError('must be "key=value,key=value" text or a dict of strings')
 
 
 def regex(raw: Any) -> str:

@@ -32,6 +32,7 @@ import time
 from typing import Any
 
 from ..correlation import bind_correlation_id, get_correlation_id, reset_correlation_id
+from ..logging.otlp import flush_all as flush_otlp_logs
 from ..logging.processors import task_context
 from ..queries import QueryCounter, log_repeated
 from ..queries import current as current_queries
@@ -260,6 +261,7 @@ def on_process_shutdown(**kwargs: Any) -> None:
     runtime = current()
     if runtime is not None and runtime.tracing is not None:
         runtime.tracing.flush()
+    flush_otlp_logs()  # a child leaves with os._exit: logging's own flush at exit does not run
 
 
 def on_setup_logging(**kwargs: Any) -> None:

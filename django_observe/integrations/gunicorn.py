@@ -74,3 +74,6 @@ def worker_exit(server: Any, worker: Any) -> None:
     runtime = current()
     if runtime is not None and runtime.tracing is not None:
         runtime.tracing.flush()
+    from ..logging.otlp import flush_all
+
+    flush_all()

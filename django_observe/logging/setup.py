@@ -189,6 +189,7 @@ def configure_logging(
     flavor: str = "default",
     service: Mapping[str, str] | None = None,
     gcp_project: str | None = None,
+    otlp_handler: logging.Handler | None = None,
 ) -> None:
     """Configure the whole process: root handler on stdout with our formatter, server loggers routed to it.
 
@@ -201,10 +202,18 @@ def configure_logging(
         flavor: field names of JSON lines: ``default``, ``gcp``, ``datadog`` or ``ecs`` (``LOG_JSON_FLAVOR``).
         service: ``{"name", "environment", "version"}`` written by the datadog and ecs flavours.
         gcp_project: the project of trace names in the gcp flavour (``LOG_GCP_PROJECT``).
+        otlp_handler: an extra root handler sending records over OTLP (``logging.otlp.OtlpLogHandler``,
+            ``OTEL_LOGS_EXPORTER=otlp``); it replaces the one a previous call added, and is added with
+            ``handlers=False`` too.
     """
     number = level_number(level)
     configure_structlog(otel_enabled, trace_sampled=fmt == "json" and flavor == "gcp")
+    root = logging.getLogger()
+    for previous in [h for h in root.handlers if getattr(h, "django_observe_otlp", False)]:
+        root.removeHandler(previous)
+        previous.close()
     if not handlers:
+        _add_otlp_handler(otlp_handler, number)
         return
     logging.captureWarnings(True)  # warnings.warn() output becomes a log line too (logger py.warnings)
     # The call site, thread and process fields stay collected for every other handler of the process
@@ -232,3 +241,14 @@ def configure_logging(
             "loggers": {name: {"handlers": [], "propagate": True, "level": logging.NOTSET} for name in SERVER_LOGGERS},
         }
     )
+    _add_otlp_handler(otlp_handler, number)
+
+
+def _add_otlp_handler(handler: logging.Handler | None, number: int) -> None:
+    if handler is None:
+        return
+    handler.django_observe_otlp = True  # type: ignore[attr-defined]
+    root = logging.getLogger()
+    if root.level == logging.NOTSET or root.level > number:
+        root.setLevel(number)
+    root.addHandler(handler)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..conf import ObserveConfig
+from ..identity import ServiceIdentity
 from ..requestinfo import OWN_APP
 from . import exporter
 
@@ -53,6 +54,7 @@ class MetricsState:
     active_users: Any = None
     pool_recorder: Any = None
     exemplar_store: Any = None
+    otlp: Any = None  # the OTLP metrics pusher (metrics.otlp), when this process pushes
 
     def close(self) -> None:
         """Unregister everything this state put in the registry (a rebuilt runtime registers anew)."""
@@ -83,6 +85,7 @@ def build_metrics(
     health_runner: HealthRunner | None = None,
     databases: Mapping[str, Mapping[str, Any]] | None = None,
     registry: Any = None,
+    identity: ServiceIdentity | None = None,
 ) -> MetricsState | None:
     """Create the catalogue and the request recorder, instrument auth and cache, and build the collectors.
 
@@ -96,6 +99,7 @@ def build_metrics(
         databases: ``settings.DATABASES``, for the connection metrics.
         registry: where to register the metrics (default: prometheus_client's ``REGISTRY``; tests pass
             a fresh ``CollectorRegistry``).
+        identity: the service identity of ``build_info`` and ``target_info``.
     """
     if not config.metrics_enabled:
         return None
@@ -132,8 +136,13 @@ def build_metrics(
     if config.metrics_cache:
         install_cache_instrumentation()
     from .collectors.base import ErrorsCollector, ScrapeErrors
+    from .collectors.target_info import TargetInfoCollector
 
-    collectors: list[Any] = [BuildInfoCollector(config.metrics_namespace, __version__, config.service_version)]
+    identity = identity or ServiceIdentity.from_config(config)
+    collectors: list[Any] = [
+        BuildInfoCollector(config.metrics_namespace, __version__, identity.version),
+        TargetInfoCollector(identity),
+    ]
     errors = ScrapeErrors()
     if celery_app is not None:
         collectors.append(

@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 from ..conf import ObserveConfig
+from ..identity import ServiceIdentity
 from .server import ServerSpans
 
 __all__ = ["TracingState", "build_provider", "configure_tracing", "flush", "require_packages"]
@@ -120,11 +121,12 @@ class TracingState:
     spans: ServerSpans
     config: ObserveConfig
     provider: Any = None
+    identity: ServiceIdentity | None = None
 
     def ensure_provider(self) -> Any:
         """The provider, built on first use (Celery children and solo pools build it here)."""
         if self.provider is None:
-            self.provider = build_provider(self.config)
+            self.provider = build_provider(self.config, self.identity)
         return self.provider
 
     def flush(self) -> None:
@@ -132,10 +134,11 @@ class TracingState:
         flush(self.provider)
 
 
-def build_provider(config: ObserveConfig) -> Any:
+def build_provider(config: ObserveConfig, identity: ServiceIdentity | None = None) -> Any:
     """Create and install the global TracerProvider, or return the SDK provider already installed.
 
-    OpenTelemetry accepts one global provider per process; a rebuilt runtime keeps it.
+    OpenTelemetry accepts one global provider per process; a rebuilt runtime keeps it. Its resource is the
+    service identity (with this process's ``service.instance.id``), the same as the logs' and metrics'.
     """
     from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource
@@ -145,13 +148,8 @@ def build_provider(config: ObserveConfig) -> Any:
     existing = trace.get_tracer_provider()
     if isinstance(existing, TracerProvider):
         return existing
-    resource = Resource.create(
-        {
-            "service.name": config.otel_service_name or config.service_name,
-            "service.version": config.service_version,
-            "deployment.environment.name": config.service_environment,
-        }
-    )
+    identity = identity or ServiceIdentity.from_config(config)
+    resource = Resource.create(identity.resource_attributes())
     provider = TracerProvider(resource=resource, sampler=_sampler(config))
     if config.otel_traces_exporter != "none":
         from .redaction import RedactingSpanExporter
@@ -181,8 +179,7 @@ def _describe(config: ObserveConfig) -> str:
         "http://localhost:4317" if config.otel_exporter_otlp_protocol == "grpc" else "http://localhost:4318"
     )
     return (
-        f"tracing enabled: service={config.otel_service_name or config.service_name} "
-        f"({src('otel_service_name') if config.otel_service_name else src('service_name')}), "
+        f"tracing enabled: service={config.service_name} ({src('service_name')}), "
         f"exporter={config.otel_traces_exporter} ({src('otel_traces_exporter')}), "
         f"endpoint={endpoint} ({src('otel_exporter_otlp_endpoint')}), "
         f"protocol={config.otel_exporter_otlp_protocol} ({src('otel_exporter_otlp_protocol')}), "
@@ -220,7 +217,9 @@ def require_packages() -> None:
         )
 
 
-def configure_tracing(config: ObserveConfig, *, role: str) -> TracingState | None:
+def configure_tracing(
+    config: ObserveConfig, *, role: str, identity: ServiceIdentity | None = None
+) -> TracingState | None:
     """Instrument and (except in a Celery worker's main process) build the provider. None when disabled.
 
     Request spans come from ``ObserveMiddleware`` (see server.py), not from the contrib Django middleware.
@@ -232,7 +231,7 @@ def configure_tracing(config: ObserveConfig, *, role: str) -> TracingState | Non
     if not config.otel_enabled:
         return None
     require_packages()
-    state = TracingState(spans=ServerSpans(config.tracing_excluded_urls), config=config)
+    state = TracingState(spans=ServerSpans(config.tracing_excluded_urls), config=config, identity=identity)
     _instrument_libraries()
     if role != "worker":
         state.ensure_provider()
