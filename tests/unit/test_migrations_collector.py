@@ -52,7 +52,10 @@ def test_results_are_cached_and_a_failure_is_retried():
     reader = MigrationsCollector("app_", errors, Deadline(1.0), ["default"], ttl=60, count=count, clock=lambda: now[0])
     assert samples(reader) == {}
     assert errors.counts == {"migrations": 1}
-    assert samples(reader) == {("app_db_migrations_applied", "default"): 40, ("app_db_migrations_unapplied", "default"): 2}
+    assert samples(reader) == {
+        ("app_db_migrations_applied", "default"): 40,
+        ("app_db_migrations_unapplied", "default"): 2,
+    }
     now[0] = 59
     samples(reader)
     assert len(calls) == 2

@@ -64,8 +64,9 @@ def test_option_off_connects_no_receiver_and_registers_no_metric(observe):
     user = get_user_model().objects.create(username="carol")
     Message.objects.create(user=user, text="hi").delete()
     registry = runtime.get_runtime().metrics.registry
-    assert registry.get_sample_value("db_model_operations_total", {"model": "demo.Message", "operation": "insert"}) is None
-    assert registry.get_sample_value("db_model_operations_total", {"model": "demo.Message", "operation": "delete"}) is None
+    for operation in ("insert", "delete"):
+        labels = {"model": "demo.Message", "operation": operation}
+        assert registry.get_sample_value("db_model_operations_total", labels) is None
     observe()
     assert len(receivers()) == 1
 
