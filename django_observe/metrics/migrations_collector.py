@@ -76,7 +76,7 @@ class MigrationsCollector(ScrapeCollector):
         self._cached: tuple[float, dict[str, tuple[int, int]]] | None = None
         self._lock = threading.Lock()
 
-    def families(self) -> list[Metric]:
+    def families(self) -> list[GaugeMetricFamily]:  # type: ignore[override]
         p = self.prefix
         return [
             GaugeMetricFamily(

@@ -54,7 +54,7 @@ def _operations() -> ModelOperations | None:
     return None if rt is None or rt.metrics is None else rt.metrics.model_operations
 
 
-def _saved(sender: type, created: bool = False, **kwargs: Any) -> None:
+def _saved(sender: Any, created: bool = False, **kwargs: Any) -> None:
     operations = _operations()
     if operations is not None:
         operations.record(sender._meta.label, "insert" if created else "update")
