@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from typing import Any
 
 from django.core import checks
@@ -10,14 +11,35 @@ from django.core import checks
 from .conf import ObserveConfig
 from .runtime import current
 
-__all__ = ["check_configuration", "check_metrics_exposure", "check_urls", "metrics_exposure_warnings", "register"]
+__all__ = [
+    "check_configuration",
+    "check_django_prometheus",
+    "check_metrics_exposure",
+    "check_urls",
+    "metrics_exposure_warnings",
+    "register",
+]
+
+DJANGO_PROMETHEUS = "django_prometheus"
 
 
-def register() -> None:
-    """Register the checks (``AppConfig.ready()``)."""
+def register(django_settings: Any = None) -> None:
+    """Register the checks (``AppConfig.ready()``; the settings are for the django-prometheus check)."""
     checks.register(check_configuration, "django_observe")
     checks.register(check_urls, "django_observe", checks.Tags.urls)
     checks.register(check_metrics_exposure, "django_observe", checks.Tags.security)
+    if django_settings is not None:
+
+        def django_prometheus(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+            from django.apps import apps
+
+            runtime = current()
+            if runtime is None:
+                return []
+            names = [config.name for config in apps.get_app_configs()]
+            return check_django_prometheus(django_settings, names, runtime.config)
+
+        checks.register(django_prometheus, "django_observe")
 
 
 def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -90,3 +112,53 @@ def check_metrics_exposure(app_configs: Any = None, **kwargs: Any) -> list[check
     if runtime is None:
         return []
     return metrics_exposure_warnings(runtime.config)
+
+
+def check_django_prometheus(django_settings: Any, app_names: list[str], config: Any) -> list[checks.CheckMessage]:
+    """django-prometheus next to django_observe (docs/metrics.md, "With django-prometheus").
+
+    - W003: its own exporter port is configured while ours is on: two exporters per process, and under
+      gunicorn every worker after the first fails to bind it.
+    - W004: it is listed before django_observe: its metrics are created before multiprocess mode is set,
+      so they never reach the metrics port.
+    - W005: ``PROMETHEUS_EXPORT_MIGRATIONS``: one gauge series per process (a ``pid`` label in multiprocess
+      mode), which sums to a multiple of the real count.
+    """
+    if DJANGO_PROMETHEUS not in app_names or not config.metrics_enabled:
+        return []
+    found = []
+    our_port = config.metrics_port or config.metrics_worker_port
+    for name in ("PROMETHEUS_METRICS_EXPORT_PORT", "PROMETHEUS_METRICS_EXPORT_PORT_RANGE"):
+        if our_port and getattr(django_settings, name, None):
+            found.append(
+                checks.Warning(
+                    f"{name} starts django-prometheus's own exporter next to django_observe's metrics port "
+                    "(METRICS_PORT / METRICS_WORKER_PORT), which already serves django-prometheus's metrics.",
+                    hint=f"Remove {name}: with several gunicorn workers they would clash on its port.",
+                    id="django_observe.W003",
+                )
+            )
+    observe = app_names.index("django_observe") if "django_observe" in app_names else len(app_names)
+    if app_names.index(DJANGO_PROMETHEUS) < observe and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        found.append(
+            checks.Warning(
+                "django_prometheus is listed before django_observe in INSTALLED_APPS: its metrics are created "
+                "before django_observe turns on prometheus_client's multiprocess mode, so under gunicorn or "
+                "Celery prefork they never reach the metrics port.",
+                hint='List "django_observe" before "django_prometheus", or set PROMETHEUS_MULTIPROC_DIR in '
+                "the environment of every process.",
+                id="django_observe.W004",
+            )
+        )
+    if getattr(django_settings, "PROMETHEUS_EXPORT_MIGRATIONS", False) and our_port:
+        found.append(
+            checks.Warning(
+                "PROMETHEUS_EXPORT_MIGRATIONS sets django-prometheus's migration gauges in every process at "
+                "start-up: under gunicorn or Celery prefork each process exports its own series (label pid), "
+                "so summing them multiplies the count, and the series of dead workers stay.",
+                hint="Use db_migrations_unapplied / db_migrations_applied (METRICS_MIGRATIONS, one series per "
+                "database) and set PROMETHEUS_EXPORT_MIGRATIONS = False, or query max without (pid) (...).",
+                id="django_observe.W005",
+            )
+        )
+    return found

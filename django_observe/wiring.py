@@ -29,11 +29,20 @@ from .integrations import django_tasks as django_tasks_integration
 from .integrations import http_clients
 from .logging import configure_logging
 from .metrics import otlp as otlp_metrics
-from .metrics.setup import build_metrics, start_exporter
+from .metrics.model_operations import install_model_instrumentation
+from .metrics.setup import build_metrics, prepare_multiprocess, start_exporter
 from .runtime import Runtime
 from .tracing.setup import configure_tracing
 
-__all__ = ["MIDDLEWARE", "RELOADING_SETTINGS", "build_runtime", "install_middleware", "rebuild", "start"]
+__all__ = [
+    "MIDDLEWARE",
+    "RELOADING_SETTINGS",
+    "build_runtime",
+    "install_middleware",
+    "prepare",
+    "rebuild",
+    "start",
+]
 
 logger = logging.getLogger("django_observe")
 
@@ -176,6 +185,7 @@ def _apply(rt: Runtime, django_settings: Any, previous: Runtime | None = None) -
     wired.extend(django_tasks_integration.connect())
     if config.metrics_db and rt.metrics is not None or config.db_query_stats:
         queries.install(_current_catalogue_for_db)
+    install_model_instrumentation(rt.metrics is not None and rt.metrics.model_operations is not None)
     if rt.outbound is not None:
         wired.extend(http_clients.install())
     rt.integrations = tuple(wired)
@@ -191,6 +201,22 @@ def _current_catalogue_for_db() -> Any:
 def _fallback_config(django_settings: Any) -> conf.ObserveConfig:
     """The defaults, for a management command that runs while the configuration is invalid."""
     return conf.load_config(types.SimpleNamespace(DEBUG=getattr(django_settings, "DEBUG", False)), environ={})
+
+
+def prepare(django_settings: Any) -> None:
+    """What must happen before the other apps are imported (``apps.py``, when Django imports this app).
+
+    Multiprocess metrics: apps listed after ``django_observe`` that create prometheus_client metrics on
+    import (django-prometheus) then write them to the shared files the metrics port sums. An invalid
+    configuration is left for :func:`start` to report.
+    """
+    if not django_settings.configured:
+        return
+    try:
+        config = conf.load_config(django_settings)
+    except conf.InvalidConfiguration:
+        return
+    prepare_multiprocess(config, process.process_role())
 
 
 def start(django_settings: Any) -> Runtime:

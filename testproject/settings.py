@@ -7,6 +7,8 @@ Celery broker under ./var. Real services come from the environment:
 - ``DATABASE_POOL``: maximum size of Django's psycopg 3 connection pool per process (PostgreSQL; unset: no pool)
 - ``REDIS_URL``: Redis cache, Redis health check and (unless ``CELERY_BROKER_URL``) the Celery broker
 - ``CELERY_BROKER_URL``: any Celery broker (``amqp://guest:guest@127.0.0.1:5672//``)
+- ``DJANGO_PROMETHEUS=1``: django-prometheus installed as its docs say (app, middleware, database engine,
+  local-memory cache backend, model mixin on ``Message``, migration gauges), its metrics on our port
 """
 
 import os
@@ -117,6 +119,21 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+DJANGO_PROMETHEUS = os.environ.get("DJANGO_PROMETHEUS", "0") == "1"
+if DJANGO_PROMETHEUS:
+    # After django_observe, which sets multiprocess mode up before django_prometheus creates its metrics.
+    INSTALLED_APPS.insert(INSTALLED_APPS.index("django_observe") + 1, "django_prometheus")
+    MIDDLEWARE = [
+        "django_prometheus.middleware.PrometheusBeforeMiddleware",
+        *MIDDLEWARE,
+        "django_prometheus.middleware.PrometheusAfterMiddleware",
+    ]
+    for _database in DATABASES.values():
+        _database["ENGINE"] = _database["ENGINE"].replace("django.db.backends.", "django_prometheus.db.backends.")
+    if not REDIS_URL:  # its Redis backend needs django-redis
+        CACHES["default"]["BACKEND"] = "django_prometheus.cache.backends.locmem.LocMemCache"
+    PROMETHEUS_EXPORT_MIGRATIONS = True
 
 # Celery: a filesystem broker under ./var unless a real one is configured.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL or "filesystem://"

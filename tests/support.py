@@ -417,3 +417,15 @@ def wait_worker_ready(worker: Server, timeout: float = 30.0) -> None:
     )
     if worker.proc.poll() is not None:
         raise RuntimeError(f"celery worker exited:\n{worker.output()[-3000:]}")
+
+
+def listening_ports(server: Server) -> set[int]:
+    """TCP ports a server process and its children listen on."""
+    import psutil
+
+    root = psutil.Process(server.proc.pid)
+    ports = set()
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            ports |= {c.laddr.port for c in proc.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
+    return ports

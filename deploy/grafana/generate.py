@@ -306,6 +306,25 @@ INFRA = dashboard(
             48,
             "ops",
         ),
+        panel(
+            "Unapplied migrations by database (alert: MigrationsUnapplied)",
+            [("max by (job, alias) (db_migrations_unapplied)", "{{job}} {{alias}}")],
+            0,
+            56,
+            kind="stat",
+        ),
+        panel(
+            "Model inserts, updates and deletes / s",
+            [
+                (
+                    "sum by (model, operation) (rate(db_model_operations_total[5m]))",
+                    "{{model}} {{operation}}",
+                )
+            ],
+            12,
+            56,
+            "ops",
+        ),
     ],
 )
 

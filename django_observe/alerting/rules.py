@@ -207,6 +207,16 @@ def seed_groups(namespace: str = "") -> list[dict[str, Any]]:
             "warning",
             "Memory use above 85% on {{ $labels.instance }}",
         ),
+        _alert(
+            "MigrationsUnapplied",
+            # Read once per scrape by the serving process (cached a minute): max, not sum, over processes.
+            "max by (job, alias) (${ns}db_migrations_unapplied) > 0",
+            "10m",
+            "warning",
+            "{{ $value }} migrations not applied to database {{ $labels.alias }} ({{ $labels.job }})",
+            "The code running expects migrations the database does not have: run `manage.py migrate` "
+            "(a deploy that skipped it, or a failed migration job).",
+        ),
     ]
     for rule in critical + warning + infrastructure:
         rule["expr"] = _ns(rule["expr"], namespace)

@@ -329,6 +329,15 @@ class ObserveConfig:
         "A request or task running one statement shape more often than this is logged and counted as an N+1.",
     )
     metrics_cache: bool = option(True, boolean, "Count cache operations (cache_operations_total).")
+    metrics_models: bool = option(
+        True, boolean, "Count model inserts, updates and deletes by model (db_model_operations_total)."
+    )
+    metrics_migrations: bool = option(
+        True,
+        boolean,
+        "Applied and unapplied migrations per database alias (db_migrations_applied, db_migrations_unapplied), "
+        "read at scrape time and cached for a minute.",
+    )
     metrics_view_enabled: bool = option(False, boolean, "Serve /metrics in django_observe.urls too.")
     metrics_token: str | None = option(
         None, optional_text, "Bearer token required on the metrics port and the /metrics view.", secret=True

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 # Nothing here may import prometheus_client at module level: it picks single- or multiprocess mode on import,
 # and configure_metrics must set PROMETHEUS_MULTIPROC_DIR first.
 
-__all__ = ["MetricsState", "build_metrics", "start_exporter"]
+__all__ = ["MetricsState", "build_metrics", "prepare_multiprocess", "start_exporter"]
 
 logger = logging.getLogger("django_observe.metrics")
 
@@ -55,6 +55,7 @@ class MetricsState:
     pool_recorder: Any = None
     exemplar_store: Any = None
     otlp: Any = None  # the OTLP metrics pusher (metrics.otlp), when this process pushes
+    model_operations: Any = None
 
     def close(self) -> None:
         """Unregister everything this state put in the registry (a rebuilt runtime registers anew)."""
@@ -75,6 +76,20 @@ def _multiprocess_wanted(role: str) -> bool:
     if role == "worker":
         return True
     return role == "web" and ("gunicorn.arbiter" in sys.modules or multiprocessing.parent_process() is not None)
+
+
+def prepare_multiprocess(config: ObserveConfig, role: str) -> str | None:
+    """Point prometheus_client at this process group's multiprocess directory, if this process needs one.
+
+    Must run before anything imports ``prometheus_client.values`` (it picks single- or multiprocess mode on
+    import): ``django_observe/apps.py`` calls it when Django imports the app, before the apps listed after
+    ``django_observe`` (django-prometheus creates its metrics on import). Idempotent; returns the directory,
+    or None in single-process mode.
+    """
+    if not config.metrics_enabled or not _multiprocess_wanted(role):
+        return None
+    path = os.environ.get(exporter.ENV) or exporter.multiprocess_dir(config.metrics_multiproc_dir, role)
+    return path if exporter.enable_multiprocess(path) else None
 
 
 def build_metrics(
@@ -103,11 +118,7 @@ def build_metrics(
     """
     if not config.metrics_enabled:
         return None
-    path = None
-    if _multiprocess_wanted(role):
-        path = os.environ.get(exporter.ENV) or exporter.multiprocess_dir(config.metrics_multiproc_dir, role)
-        if not exporter.enable_multiprocess(path):
-            path = None
+    path = prepare_multiprocess(config, role)
     from prometheus_client import REGISTRY
 
     registry = REGISTRY if registry is None else registry
@@ -153,6 +164,7 @@ def build_metrics(
     if health_runner is not None:
         health_runner.listeners.append(_health_listener(catalogue))
     state = MetricsState(catalogue, recorder, path, collectors, registry, exemplar_store=store)
+    _model_operations(config, state)
     collectors.extend(_infrastructure(config, state, errors, dict(databases or {})))
     collectors.append(ErrorsCollector(_prefix(config.metrics_namespace), errors))
     return state
@@ -214,6 +226,12 @@ def _infrastructure(config: ObserveConfig, state: MetricsState, errors: Any, dat
         found.append(HostCollector(prefix, errors, deadline, cache_seconds=cache))
         if state.multiprocess_path is not None:
             found.append(ProcessesCollector(prefix, errors, deadline, state.multiprocess_path, cache_seconds=cache))
+    if config.metrics_migrations:
+        from .collectors.migrations import MigrationsCollector, migration_aliases
+
+        aliases = migration_aliases(databases)
+        if aliases:
+            found.append(MigrationsCollector(prefix, errors, deadline, aliases))
     if config.metrics_active_users:
         directory = (
             os.path.join(state.multiprocess_path, "active_users") if state.multiprocess_path is not None else None
@@ -222,6 +240,16 @@ def _infrastructure(config: ObserveConfig, state: MetricsState, errors: Any, dat
         state.recorder.active_users = state.active_users
         found.append(ActiveUsersCollector(prefix, errors, deadline, state.active_users, cache_seconds=cache))
     return found
+
+
+def _model_operations(config: ObserveConfig, state: MetricsState) -> None:
+    """The model operation counter (its signal receiver is connected by the wiring, for the installed runtime)."""
+    from .model_operations import NAME, ModelOperations
+
+    if config.metrics_models:
+        guard = state.catalogue.guard(f"{NAME}_total", "model")
+        state.model_operations = ModelOperations(config.metrics_namespace, state.registry, guard)
+        state.owned.append(state.model_operations.counter)
 
 
 def _record_pools_after_work(recorder: Any) -> None:

@@ -16,7 +16,15 @@ class ApiToken(models.Model):
     created = models.DateTimeField(auto_now_add=True)
 
 
-class Message(models.Model):
+if getattr(settings, "DJANGO_PROMETHEUS", False):  # django-prometheus's model counters (DJANGO_PROMETHEUS=1)
+    from django_prometheus.models import ExportModelOperationsMixin
+
+    MESSAGE_BASES: tuple[type, ...] = (ExportModelOperationsMixin("message"), models.Model)
+else:
+    MESSAGE_BASES = (models.Model,)
+
+
+class Message(*MESSAGE_BASES):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="messages")
     text = models.TextField()
     reply = models.TextField(blank=True)

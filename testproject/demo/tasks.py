@@ -27,6 +27,16 @@ def process_message(message_id: int, model: str = "echo-1") -> str:
 
 
 @shared_task
+def store_message(text: str, username: str = "demo") -> int:
+    """Inserts one message (model metrics from a worker's pool child)."""
+    from django.contrib.auth import get_user_model
+
+    from .models import Message
+
+    return Message.objects.create(user=get_user_model().objects.get(username=username), text=text).pk
+
+
+@shared_task
 def summarize(message_id: int) -> int:
     logger.info("Summary written", extra={"message_id": message_id})
     return message_id

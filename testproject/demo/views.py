@@ -138,6 +138,12 @@ def users_report(request: HttpRequest) -> JsonResponse:
 
 
 @require_GET
+def message_stats(request: HttpRequest) -> JsonResponse:
+    """One query and one cache read per request (the django-prometheus test)."""
+    return JsonResponse({"messages": Message.objects.count(), "cached": cache.get("stats:last") is not None})
+
+
+@require_GET
 def slow(request: HttpRequest) -> JsonResponse:
     """Sleeps ``?ms=`` milliseconds (at most 2000): a latency outlier for the exemplar tests."""
     time.sleep(min(int(request.GET.get("ms", "300") or 0), 2000) / 1000)
