@@ -7,6 +7,7 @@ Celery broker under ./var. Real services come from the environment:
 - ``DATABASE_POOL``: maximum size of Django's psycopg 3 connection pool per process (PostgreSQL; unset: no pool)
 - ``REDIS_URL``: Redis cache, Redis health check and (unless ``CELERY_BROKER_URL``) the Celery broker
 - ``CELERY_BROKER_URL``: any Celery broker (``amqp://guest:guest@127.0.0.1:5672//``)
+- ``OPENAI_BASE_URL``: an OpenAI-compatible endpoint on loopback; ``POST /api/chat`` then answers with the openai SDK
 """
 
 import os
