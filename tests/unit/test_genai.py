@@ -287,3 +287,21 @@ def test_model_labels_go_through_the_cardinality_guard():
     labels = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": "p", "gen_ai_response_model": ""}
     folded = {**labels, "gen_ai_request_model": OTHER, "gen_ai_token_type": "input"}
     assert registry.get_sample_value("gen_ai_client_token_usage_count", folded) == 2
+
+
+def test_an_instrumentation_that_cannot_be_imported_is_skipped_with_a_warning(tmp_path, monkeypatch, caplog):
+    from django_observe.tracing import setup
+
+    (tmp_path / "fake_llm_sdk.py").write_text("")
+    (tmp_path / "fake_llm_instrumentation.py").write_text("from opentelemetry.util.genai.missing import x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(setup, "_INSTRUMENTORS", (("fake_llm_sdk", "fake_llm_instrumentation", "Instrumentor"),))
+    with caplog.at_level("WARNING", logger="django_observe.tracing"):
+        setup._instrument_libraries()
+    assert "fake_llm_instrumentation cannot be imported, fake_llm_sdk calls are not traced" in caplog.text
+
+
+def test_the_openai_instrumentation_is_in_the_list():
+    from django_observe.tracing import setup
+
+    assert ("openai", "opentelemetry.instrumentation.openai_v2", "OpenAIInstrumentor") in setup._INSTRUMENTORS
