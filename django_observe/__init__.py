@@ -6,6 +6,8 @@ The public API is what this module lists in ``__all__`` (re-exported lazily, so 
 - ``django_observe.health``: the ``Database``, ``Cache``, ``Redis``, ``CeleryBroker``, ``CeleryWorkers``,
   ``Migrations``, ``Disk`` and ``Memory`` checks, and ``Observation`` for a check's measurement.
 - ``django_observe.logging``: ``JSONFormatter`` and ``TextFormatter`` for your own ``LOGGING``.
+- ``django_observe.tracing``: ``get_tracer``; ``django_observe.tracing.genai``: ``LLMCall`` and
+  ``current_llm_call()`` for ``llm_call`` blocks.
 - ``django_observe.queries.current()``: statements, time and repeated shapes of the current request or task.
 - ``django_observe.gunicorn``: a gunicorn configuration (``-c python:django_observe.gunicorn``).
 - ``{% load observe %}{% correlation_id %}`` and ``django_observe.context_processors.correlation``.
@@ -32,6 +34,7 @@ _EXPORTS = {
     "get_tracer": "django_observe.tracing",
     "histogram": "django_observe.metrics",
     "is_draining": "django_observe.health",
+    "llm_call": "django_observe.tracing.genai",
     "outbound_headers": "django_observe.propagation",
     "start_draining": "django_observe.health",
     "timed": "django_observe.metrics",

@@ -9,6 +9,7 @@ Celery broker under ./var. Real services come from the environment:
 - ``CELERY_BROKER_URL``: any Celery broker (``amqp://guest:guest@127.0.0.1:5672//``)
 - ``DJANGO_PROMETHEUS=1``: django-prometheus installed as its docs say (app, middleware, database engine,
   local-memory cache backend, model mixin on ``Message``, migration gauges), its metrics on our port
+- ``OPENAI_BASE_URL``: an OpenAI-compatible endpoint on loopback; ``POST /api/chat`` then answers with the openai SDK
 """
 
 import os

@@ -212,7 +212,15 @@ def project_env(**overrides: str) -> dict[str, str]:
         METRICS_PORT="0",
         METRICS_WORKER_PORT="0",
     )  # tests that scrape pass free ports
-    for key in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "LOG_LEVEL", "LOG_FORMAT", "OTEL_ENABLED"):
+    for key in (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "CELERY_BROKER_URL",
+        "LOG_LEVEL",
+        "LOG_FORMAT",
+        "OTEL_ENABLED",
+        "OPENAI_BASE_URL",
+    ):
         env.pop(key, None)
     env.update({k: str(v) for k, v in overrides.items()})
     return env

@@ -451,6 +451,21 @@ class ObserveConfig:
         text_list,
         "Regular expressions (searched in the request path) of requests that are not traced.",
     )
+    otel_instrumentation_genai_capture_message_content: str = option(
+        "false",
+        choice(
+            "false",
+            "true",
+            "no_content",
+            "span_only",
+            "event_only",
+            "span_and_event",
+            aliases={"0": "false", "no": "false", "off": "false", "1": "true", "yes": "true", "on": "true"},
+        ),
+        "Record LLM prompts and completions on GenAI spans (`true`, `span_only`, `span_and_event`; redacted). "
+        "Off by default: they may hold personal data and secrets. Set it in the environment for the OpenAI "
+        "instrumentation too.",
+    )
 
     # Filled by load_config: where each value came from (option name -> source).
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)

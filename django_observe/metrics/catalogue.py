@@ -16,6 +16,12 @@ OTHER = "__other__"
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 QUERY_COUNT_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500)
 TASK_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+# The GenAI semantic conventions' recommended boundaries (gen_ai.client.token.usage, gen_ai.client.operation.duration).
+GENAI_TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+GENAI_DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+# Prometheus labels of the GenAI metrics: the semantic-convention attributes with "." as "_", as an OpenTelemetry
+# Collector's Prometheus exporter would name them.
+GENAI_LABELS = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gen_ai_response_model")
 
 
 class LabelGuard:
@@ -97,6 +103,8 @@ class Catalogue:
     django_tasks_queue_wait: Histogram
     health_status: Gauge
     health_duration: Gauge
+    genai_token_usage: Histogram
+    genai_operation_duration: Histogram
     label_overflow: Counter
     max_label_values: int
     request_duration_shape: HistogramShape
@@ -242,6 +250,20 @@ def build_catalogue(
             "Duration of the last run of each health check.",
             ["check"],
             multiprocess_mode="mostrecent",
+            **kw,
+        ),
+        genai_token_usage=Histogram(
+            "gen_ai_client_token_usage",
+            "Tokens used by LLM calls (gen_ai.client.token.usage), by token type (input, output).",
+            [*GENAI_LABELS, "gen_ai_token_type"],
+            buckets=GENAI_TOKEN_BUCKETS,
+            **kw,
+        ),
+        genai_operation_duration=Histogram(
+            "gen_ai_client_operation_duration_seconds",
+            "Duration of LLM calls (gen_ai.client.operation.duration); error_type is empty on success.",
+            [*GENAI_LABELS, "error_type"],
+            buckets=GENAI_DURATION_BUCKETS,
             **kw,
         ),
         label_overflow=Counter(

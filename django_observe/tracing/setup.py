@@ -195,6 +195,8 @@ _INSTRUMENTORS = (
     ("sqlite3", "opentelemetry.instrumentation.sqlite3", "SQLite3Instrumentor"),
     ("requests", "opentelemetry.instrumentation.requests", "RequestsInstrumentor"),
     ("httpx", "opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
+    # GenAI spans of the openai SDK (opentelemetry-instrumentation-openai-v2); llm_call opens none for them.
+    ("openai", "opentelemetry.instrumentation.openai_v2", "OpenAIInstrumentor"),
 )
 
 
@@ -202,7 +204,11 @@ def _instrument_libraries() -> None:
     """The client instrumentors of the installed libraries (once: the instrumentors remember it)."""
     for library, module, cls in _INSTRUMENTORS:
         if _installed(library) and _installed(module):
-            instrumentor = getattr(importlib.import_module(module), cls)()
+            try:
+                instrumentor = getattr(importlib.import_module(module), cls)()
+            except ImportError as exc:  # an instrumentation whose own dependencies do not match
+                logger.warning("%s cannot be imported, %s calls are not traced: %s", module, library, exc)
+                continue
             if not instrumentor.is_instrumented_by_opentelemetry:
                 instrumentor.instrument()
 

@@ -30,3 +30,17 @@ class Message(*MESSAGE_BASES):
     reply = models.TextField(blank=True)
     processed = models.BooleanField(default=False)
     created = models.DateTimeField(auto_now_add=True)
+
+
+class Agent(models.Model):
+    """A configured assistant: which model answers and how."""
+
+    name = models.CharField(max_length=64, unique=True)
+    model = models.CharField(max_length=64, default="gpt-4o-mini")
+    instructions = models.TextField(blank=True, default="You are a helpful assistant.")
+
+
+class ChatSession(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_sessions")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="sessions")
+    created = models.DateTimeField(auto_now_add=True)

@@ -1,4 +1,4 @@
-"""A small API in the shape of the seed's chat flow: auth, a DB query, a cache call, a Celery task."""
+"""A small API in the shape of the seed's chat flow: auth, a DB query, a cache call, a Celery task, an LLM call."""
 
 import asyncio
 import json
@@ -12,13 +12,16 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from django_observe.metrics import authorization
+from django_observe.tracing import get_tracer
 
+from . import llm
 from .metrics import TOKENS, tokens
-from .models import ApiToken, Message
+from .models import Agent, ApiToken, ChatSession, Message
 from .outbound import call_outbound, loopback_url
 from .tasks import deliver, process_message
 
 logger = logging.getLogger("api.chat")
+tracer = get_tracer(__name__)
 
 
 def _authenticate(request: HttpRequest):
@@ -41,8 +44,12 @@ def ping(request: HttpRequest) -> JsonResponse:
 @csrf_exempt
 @require_POST
 def chat(request: HttpRequest) -> JsonResponse:
+    """With ``OPENAI_BASE_URL`` set, answers now with the seed's trace tree (auth.validate_token, db.get_agent,
+    db.get_session, knowledge.search, llm.chat_completion, db.save_message, billing.record_usage); without it,
+    the ``process_message`` task writes the reply (202)."""
     start = time.perf_counter()
-    user = _authenticate(request)
+    with tracer.start_as_current_span("auth.validate_token"):
+        user = _authenticate(request)
     if user is None:
         return JsonResponse({"error": "authentication required"}, status=401)
     request.user = user
@@ -56,6 +63,9 @@ def chat(request: HttpRequest) -> JsonResponse:
     model = payload.get("model") or "echo-1"
     if not isinstance(model, str):
         return JsonResponse({"error": '"model" must be a string'}, status=400)
+    url = llm.base_url()
+    if url is not None:
+        return _answer(request, user, text[:2000], payload.get("agent"), url, start)
     message = Message.objects.create(user=user, text=text[:2000])
     TOKENS.labels(model=model[:64], kind="prompt").inc(tokens(message.text))
     count_key = f"chat:count:{user.pk}"
@@ -68,6 +78,51 @@ def chat(request: HttpRequest) -> JsonResponse:
         extra={"user_id": str(user.pk), "message_id": message.pk, "duration_ms": duration_ms},
     )
     return JsonResponse({"id": message.pk, "status": "queued", "messages_this_hour": count}, status=202)
+
+
+def _answer(request: HttpRequest, user, text: str, agent_name: object, url: str, start: float) -> JsonResponse:
+    """The synchronous chat flow of the seed's trace example."""
+    with tracer.start_as_current_span("db.get_agent") as span:
+        name = agent_name[:64] if isinstance(agent_name, str) and agent_name else "assistant"
+        agent, _ = Agent.objects.get_or_create(name=name)
+        span.set_attribute("agent.id", agent.pk)
+    with tracer.start_as_current_span("db.get_session"):
+        session, _ = ChatSession.objects.get_or_create(user=user, agent=agent)
+    with tracer.start_as_current_span("knowledge.search") as span:
+        words = [w for w in text.split() if len(w) > 3][:3]
+        found = list(Message.objects.filter(user=user, text__icontains=words[0])[:3]) if words else []
+        span.set_attribute("knowledge.results", len(found))
+    messages = [{"role": "system", "content": agent.instructions}]
+    messages += [{"role": "system", "content": f"Earlier: {m.text[:200]}"} for m in found]
+    messages.append({"role": "user", "content": text})
+    with tracer.start_as_current_span("llm.chat_completion"):
+        reply, input_tokens, output_tokens = llm.chat_completion(url, agent.model, messages)
+    with tracer.start_as_current_span("db.save_message"):
+        message = Message.objects.create(user=user, text=text, reply=reply[:4000], processed=True)
+    with tracer.start_as_current_span("billing.record_usage"):
+        TOKENS.labels(model=agent.model, kind="prompt").inc(input_tokens)
+        TOKENS.labels(model=agent.model, kind="completion").inc(output_tokens)
+        count_key = f"chat:count:{user.pk}"
+        cache.add(count_key, 0, timeout=3600)
+        count = cache.incr(count_key)
+    logger.info(
+        "Chat request processed",
+        extra={
+            "user_id": str(user.pk),
+            "agent_id": str(agent.pk),
+            "session_id": session.pk,
+            "duration_ms": round((time.perf_counter() - start) * 1000, 1),
+            "tokens_used": input_tokens + output_tokens,
+        },
+    )
+    return JsonResponse(
+        {
+            "id": message.pk,
+            "reply": reply,
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+            "messages_this_hour": count,
+        }
+    )
 
 
 @csrf_exempt
