@@ -18,7 +18,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from . import conf, process, queries, runtime
+from . import conf, process, queries, runtime, sqlcomment
 from .correlation import CorrelationPolicy
 from .health import drain
 from .health.registry import build_specs, find_celery_app
@@ -28,6 +28,7 @@ from .integrations import http_clients
 from .logging import configure_logging
 from .metrics.setup import build_metrics, start_exporter
 from .runtime import Runtime
+from .tracing.contrib import uninstrument_django
 from .tracing.setup import configure_tracing
 
 __all__ = ["MIDDLEWARE", "RELOADING_SETTINGS", "build_runtime", "install_middleware", "rebuild", "start"]
@@ -109,6 +110,7 @@ def build_runtime(
         metrics=metrics,
         tracing=configure_tracing(config, role=role),
         queries=queries.QueryCounter(config.db_query_stats, config.db_repeated_query_threshold),
+        sql_comments=sqlcomment.SqlComments(tracing=config.otel_enabled) if config.tracing_sql_commenter else None,
         outbound=http_clients.OutboundPolicy.from_config(config),
         logging_setup=_logging_setup(config, project_logging=project_logging),
     )
@@ -148,6 +150,8 @@ def _apply(rt: Runtime, django_settings: Any, previous: Runtime | None = None) -
         wired.append("celery")
     if config.metrics_db and rt.metrics is not None or config.db_query_stats:
         queries.install(_current_catalogue_for_db)
+    if rt.sql_comments is not None:
+        sqlcomment.install()
     if rt.outbound is not None:
         wired.extend(http_clients.install())
     rt.integrations = tuple(wired)
@@ -190,6 +194,9 @@ def start(django_settings: Any) -> Runtime:
         return rt
     if config.auto_middleware:
         install_middleware(django_settings)
+    if config.otel_enabled and uninstrument_django():
+        # opentelemetry-instrument (or the project) switched the contrib instrumentor on: one span per request.
+        logger.info("opentelemetry-instrumentation-django uninstrumented: django_observe makes the request spans")
     rt = _build_or_report(config, role, django_settings)
     runtime.install(rt)
     if role == "web":

@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 from ..conf import ObserveConfig
+from .contrib import DjangoInstrumentation, instrumentation
 from .server import ServerSpans
 
 __all__ = ["TracingState", "build_provider", "configure_tracing", "flush", "require_packages"]
@@ -220,6 +221,51 @@ def require_packages() -> None:
         )
 
 
+def _hook(config: ObserveConfig, field: str) -> Any:
+    value = getattr(config, field)
+    if value is None or callable(value):
+        return value
+    from django.core.exceptions import ImproperlyConfigured
+    from django.utils.module_loading import import_string
+
+    try:
+        hook = import_string(value)
+    except ImportError as exc:
+        raise ImproperlyConfigured(f"{field.upper()} {value!r} cannot be imported: {exc}") from None
+    if not callable(hook):
+        raise ImproperlyConfigured(f"{field.upper()} {value!r} is not callable")
+    return hook
+
+
+def server_spans(config: ObserveConfig, contrib: DjangoInstrumentation | None = None) -> ServerSpans:
+    """The request-span factory for ``config``, plus what the contrib's ``instrument()`` was given.
+
+    Raises:
+        ImproperlyConfigured: a hook's dotted path cannot be imported.
+    """
+    url_excluded = config.otel_python_django_excluded_urls or config.otel_python_excluded_urls
+    request_hooks = [h for h in (_hook(config, "tracing_request_hook"),) if h is not None]
+    response_hooks = [h for h in (_hook(config, "tracing_response_hook"),) if h is not None]
+    contrib_check = None
+    if contrib is not None:
+        request_hooks += [contrib.request_hook] if contrib.request_hook is not None else []
+        response_hooks += [contrib.response_hook] if contrib.response_hook is not None else []
+        if contrib.excluded_urls and tuple(contrib.excluded_urls) != tuple(url_excluded):
+            contrib_check = contrib.url_disabled
+    return ServerSpans(
+        config.tracing_excluded_urls,
+        url_excluded=url_excluded,
+        url_excluded_check=contrib_check,
+        traced_request_attrs=config.otel_python_django_traced_request_attrs,
+        request_headers=config.otel_instrumentation_http_capture_headers_server_request,
+        response_headers=config.otel_instrumentation_http_capture_headers_server_response,
+        sanitize_headers=config.otel_instrumentation_http_capture_headers_sanitize_fields,
+        secret_keys=config.log_redact_keys + config.secret_key_names,
+        request_hooks=request_hooks,
+        response_hooks=response_hooks,
+    )
+
+
 def configure_tracing(config: ObserveConfig, *, role: str) -> TracingState | None:
     """Instrument and (except in a Celery worker's main process) build the provider. None when disabled.
 
@@ -232,7 +278,7 @@ def configure_tracing(config: ObserveConfig, *, role: str) -> TracingState | Non
     if not config.otel_enabled:
         return None
     require_packages()
-    state = TracingState(spans=ServerSpans(config.tracing_excluded_urls), config=config)
+    state = TracingState(spans=server_spans(config, instrumentation()), config=config)
     _instrument_libraries()
     if role != "worker":
         state.ensure_provider()
