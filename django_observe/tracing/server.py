@@ -125,6 +125,7 @@ class ServerSpans:
         secret_keys: extra secret key names (``LOG_REDACT_KEYS``); secret-named headers are always sanitised.
         request_hooks: called as ``hook(span, request)`` once the span is started and current.
         response_hooks: called as ``hook(span, request, response)`` before the span ends.
+        tracer_provider: default: the global one.
     """
 
     def __init__(
@@ -140,6 +141,7 @@ class ServerSpans:
         secret_keys: Sequence[str] = (),
         request_hooks: Sequence[RequestHook] = (),
         response_hooks: Sequence[ResponseHook] = (),
+        tracer_provider: Any = None,
     ):
         from opentelemetry import context, propagate, trace
         from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -161,7 +163,7 @@ class ServerSpans:
         # Only the options that are set cost anything per request.
         self._on_start = self._start_options if (self._traced_attrs or self._request_headers or request_hooks) else None
         self._on_finish = self._finish_options if (self._response_headers or response_hooks) else None
-        self._tracer = trace.get_tracer("django_observe")
+        self._tracer = trace.get_tracer("django_observe", tracer_provider=tracer_provider)
         self._extract = propagate.extract
         self._attach, self._detach = context.attach, context.detach
         self._in_context = trace.set_span_in_context
