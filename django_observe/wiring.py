@@ -194,14 +194,15 @@ def start(django_settings: Any) -> Runtime:
         return rt
     if config.auto_middleware:
         install_middleware(django_settings)
-    if config.otel_enabled and uninstrument_django():
-        # opentelemetry-instrument (or the project) switched the contrib instrumentor on: one span per request.
-        logger.info("opentelemetry-instrumentation-django uninstrumented: django_observe makes the request spans")
+    # opentelemetry-instrument (or the project) switched the contrib instrumentor on: one span per request.
+    took_over = config.otel_enabled and uninstrument_django()
     rt = _build_or_report(config, role, django_settings)
     runtime.install(rt)
     if role == "web":
         drain.install_sigterm_handler(config.health_drain_seconds)
     _apply(rt, django_settings)
+    if took_over:
+        logger.info("opentelemetry-instrumentation-django uninstrumented: django_observe makes the request spans")
     if rt.metrics is not None:
         start_exporter(rt.metrics, config, role)
     return rt

@@ -20,7 +20,15 @@ from ..conf import ObserveConfig
 from .contrib import DjangoInstrumentation, instrumentation
 from .server import ServerSpans
 
-__all__ = ["TracingState", "build_provider", "configure_tracing", "flush", "require_packages"]
+__all__ = [
+    "TracingState",
+    "build_provider",
+    "configure_tracing",
+    "flush",
+    "redact_exporters",
+    "require_packages",
+    "server_spans",
+]
 
 logger = logging.getLogger("django_observe.tracing")
 
@@ -145,6 +153,7 @@ def build_provider(config: ObserveConfig) -> Any:
 
     existing = trace.get_tracer_provider()
     if isinstance(existing, TracerProvider):
+        redact_exporters(existing, config.log_redact_keys + config.secret_key_names)
         return existing
     resource = Resource.create(
         {
@@ -166,6 +175,32 @@ def build_provider(config: ObserveConfig) -> Any:
     for name in EXPORT_LOGGERS:
         logging.getLogger(name).addFilter(_Once())
     return provider
+
+
+def redact_exporters(provider: Any, secret_keys: tuple[str, ...]) -> int:
+    """Wrap the exporters of a provider someone else built (``opentelemetry-instrument``) in redaction.
+
+    The SDK has no public way to reach a batch processor's exporter; this reads its private attribute and
+    leaves a processor it does not know as it is (tests/unit/test_private_apis.py checks the SDK's shape).
+
+    Returns:
+        How many exporters are now wrapped.
+    """
+    from .redaction import RedactingSpanExporter
+
+    wrapped = 0
+    multi = getattr(provider, "_active_span_processor", None)
+    for processor in getattr(multi, "_span_processors", ()):
+        holder, name = processor, "span_exporter"  # SimpleSpanProcessor
+        if hasattr(processor, "_batch_processor"):  # BatchSpanProcessor
+            holder, name = processor._batch_processor, "_exporter"
+        exporter = getattr(holder, name, None)
+        if isinstance(exporter, RedactingSpanExporter):
+            wrapped += 1
+        elif exporter is not None and hasattr(exporter, "export"):
+            setattr(holder, name, RedactingSpanExporter(exporter, secret_keys))
+            wrapped += 1
+    return wrapped
 
 
 def flush(provider: Any) -> None:
