@@ -28,7 +28,7 @@ _CONTRIB_WRAPPER = ("opentelemetry.instrumentation.django.middleware.sqlcommente
 
 
 def _quote(value: str, params: bool) -> str:
-    quoted = quote(value, safe="")
+    quoted = quote(value)  # "/" stays, as in the contrib
     return quoted.replace("%", "%%") if params else quoted
 
 
@@ -45,7 +45,7 @@ def comment(sql: str, tags: dict[str, str | None], *, params: bool) -> str:
         return sql
     sql = sql.rstrip()
     if sql.endswith(";"):
-        return f"{sql[:-1]} /*{body}*/;"
+        return f"{sql[:-1].rstrip()} /*{body}*/;"
     return f"{sql} /*{body}*/"
 
 

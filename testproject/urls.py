@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/crash", views.crash, name="crash"),
     path("api/users/report", views.users_report, name="users-report"),
     path("api/slow", views.slow, name="slow"),
+    path("api/db-sleep", views.db_sleep, name="db-sleep"),
     path("api/enqueue", views.enqueue, name="enqueue"),
     path("api/outbound", views.outbound, name="outbound"),
     path("api/aoutbound", views.aoutbound, name="aoutbound"),
