@@ -52,7 +52,7 @@ def instrumentation() -> DjangoInstrumentation | None:
         request_hook=getattr(middleware, "_otel_request_hook", None),
         response_hook=getattr(middleware, "_otel_response_hook", None),
         excluded_urls=patterns,
-        url_disabled=excluded.url_disabled if patterns else None,
+        url_disabled=excluded.url_disabled if patterns and excluded is not None else None,
     )
 
 

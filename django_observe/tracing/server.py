@@ -68,7 +68,7 @@ class _HeaderCapture:
         return [value]
 
     def request(self, meta: dict) -> dict[str, list[str]]:
-        names, out = self.names, {}
+        names, out = self.names, dict[str, list[str]]()
         assert names is not None
         for key, value in meta.items():
             if key.startswith("HTTP_"):
@@ -78,7 +78,7 @@ class _HeaderCapture:
         return out
 
     def response(self, response: Any) -> dict[str, list[str]]:
-        names, joined = self.names, {}
+        names, joined = self.names, dict[str, str]()
         assert names is not None
         for key, value in response.items():
             key = key.lower()
