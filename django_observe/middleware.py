@@ -30,6 +30,7 @@ from .logging.request_line import RequestLine
 from .queries import QueryCounter, QueryStats, log_repeated
 from .requestinfo import EXCEPTION_ATTR, route, user_id
 from .runtime import get_runtime
+from .sqlcomment import SqlComments
 
 __all__ = ["ObserveMiddleware"]
 
@@ -86,6 +87,7 @@ class ObserveMiddleware:
         self.recorder = runtime.metrics.recorder if runtime.metrics is not None else None
         self.spans = runtime.tracing.spans if runtime.tracing is not None else None
         self.queries = runtime.queries if runtime.queries is not None else QueryCounter(enabled=False)
+        self.sql_comments = runtime.sql_comments
 
     # --- the three jobs
 
@@ -124,10 +126,13 @@ class ObserveMiddleware:
         if self.request_line is not None:
             self.request_line.write(request, response, start, stats)
 
-    def _end_span(self, request: HttpRequest, span: Any, status: int | None, exc: BaseException | None = None) -> None:
+    def _end_span(
+        self, request: HttpRequest, span: Any, response: HttpResponse | None, exc: BaseException | None = None
+    ) -> None:
         exception = exc if exc is not None else request.__dict__.get(EXCEPTION_ATTR)
         assert self.spans is not None  # only called when a span was started
-        self.spans.finish(request, span, status, request.correlation_id, user_id(request), exception)
+        status = response.status_code if response is not None else None
+        self.spans.finish(request, span, status, request.correlation_id, user_id(request), exception, response)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
         setattr(request, EXCEPTION_ATTR, exception)  # logged with the request line; Django still handles it
@@ -148,17 +153,22 @@ class ObserveMiddleware:
         span = self.spans.start(request) if self.spans is not None else None
         metrics_token = self.recorder.begin() if self.recorder is not None else None
         query_token = self.queries.begin()
+        comment_token = self.sql_comments.begin(request) if self.sql_comments is not None else None
         try:
             response = self.get_response(request)
             self._finish(request, response, start, metrics_token, query_token)
         except BaseException as exc:
             QueryCounter.end(query_token)
+            if comment_token is not None:
+                SqlComments.end(comment_token)
             if span is not None:
                 self._end_span(request, span, None, exc)
             reset_correlation_id(token)
             raise
+        if comment_token is not None:
+            SqlComments.end(comment_token)
         if span is not None:
-            self._end_span(request, span, response.status_code)
+            self._end_span(request, span, response)
         # Keep the ID bound until the server closes the response (after Django's own django.request
         # line and any streaming), then reset it: WSGI threads serve one request after another.
         # _resource_closers is private, but it is the only per-response hook HttpResponse.close() runs
@@ -178,6 +188,8 @@ class ObserveMiddleware:
         span = self.spans.start(request) if self.spans is not None else None
         metrics_token = self.recorder.begin() if self.recorder is not None else None
         query_token = self.queries.begin()
+        if self.sql_comments is not None:
+            self.sql_comments.begin(request)  # the request's own asyncio task: its context ends with it
         try:
             response = await self.get_response(request)
             self._finish(request, response, start, metrics_token, query_token)
@@ -186,5 +198,5 @@ class ObserveMiddleware:
                 self._end_span(request, span, None, exc)
             raise
         if span is not None:
-            self._end_span(request, span, response.status_code)
+            self._end_span(request, span, response)
         return response

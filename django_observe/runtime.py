@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .integrations.http_clients import OutboundPolicy
     from .metrics.setup import MetricsState
     from .queries import QueryCounter
+    from .sqlcomment import SqlComments
     from .tracing.setup import TracingState
 
 __all__ = ["Runtime", "current", "get_config", "get_runtime", "install", "uninstall"]
@@ -42,6 +43,7 @@ class Runtime:
         metrics: the catalogue, the request recorder and the scrape-time collectors; None with metrics off.
         tracing: the tracer provider and the request-span factory; None with tracing off.
         queries: per-request and per-task statement counting.
+        sql_comments: the sqlcommenter comments on a request's SQL (``TRACING_SQL_COMMENTER``); None when off.
         outbound: who gets the correlation header on outbound HTTP calls; None with propagation off.
         logging_setup: configures the process's logging (None when the project keeps its own); Celery calls
             it when a worker starts.
@@ -57,6 +59,7 @@ class Runtime:
     metrics: MetricsState | None = None
     tracing: TracingState | None = None
     queries: QueryCounter | None = None
+    sql_comments: SqlComments | None = None
     outbound: OutboundPolicy | None = None
     logging_setup: Callable[[], None] | None = None
     errors: tuple[ConfigError, ...] = ()

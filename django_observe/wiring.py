@@ -18,7 +18,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from . import conf, process, queries, runtime
+from . import conf, process, queries, runtime, sqlcomment
 from .correlation import CorrelationPolicy
 from .health import drain
 from .health.registry import build_specs, find_celery_app
@@ -32,6 +32,7 @@ from .metrics import otlp as otlp_metrics
 from .metrics.model_operations import install_model_instrumentation
 from .metrics.setup import build_metrics, prepare_multiprocess, start_exporter
 from .runtime import Runtime
+from .tracing.contrib import uninstrument_django
 from .tracing.setup import configure_tracing
 
 __all__ = [
@@ -141,6 +142,7 @@ def build_runtime(
         metrics=metrics,
         tracing=configure_tracing(config, role=role, identity=identity),
         queries=queries.QueryCounter(config.db_query_stats, config.db_repeated_query_threshold),
+        sql_comments=sqlcomment.SqlComments(tracing=config.otel_enabled) if config.tracing_sql_commenter else None,
         outbound=http_clients.OutboundPolicy.from_config(config),
         logging_setup=_logging_setup(config, identity, project_logging=project_logging),
     )
@@ -186,6 +188,8 @@ def _apply(rt: Runtime, django_settings: Any, previous: Runtime | None = None) -
     if config.metrics_db and rt.metrics is not None or config.db_query_stats:
         queries.install(_current_catalogue_for_db)
     install_model_instrumentation(rt.metrics is not None and rt.metrics.model_operations is not None)
+    if rt.sql_comments is not None:
+        sqlcomment.install()
     if rt.outbound is not None:
         wired.extend(http_clients.install())
     rt.integrations = tuple(wired)
@@ -245,11 +249,15 @@ def start(django_settings: Any) -> Runtime:
         return rt
     if config.auto_middleware:
         install_middleware(django_settings)
+    # opentelemetry-instrument (or the project) switched the contrib instrumentor on: one span per request.
+    took_over = config.otel_enabled and uninstrument_django()
     rt = _build_or_report(config, role, django_settings)
     runtime.install(rt)
     if role == "web":
         drain.install_sigterm_handler(config.health_drain_seconds)
     _apply(rt, django_settings)
+    if took_over:
+        logger.info("opentelemetry-instrumentation-django uninstrumented: django_observe makes the request spans")
     if rt.metrics is not None:
         start_exporter(rt.metrics, config, role)
         identity = rt.identity or ServiceIdentity.from_config(config)

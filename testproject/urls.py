@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/users/report", views.users_report, name="users-report"),
     path("api/slow", views.slow, name="slow"),
     path("api/stats", views.message_stats, name="message-stats"),
+    path("api/db-sleep", views.db_sleep, name="db-sleep"),
     path("api/enqueue", views.enqueue, name="enqueue"),
     path("api/tasks/enqueue", views.enqueue_django_task, name="enqueue-django-task"),
     path("api/outbound", views.outbound, name="outbound"),

@@ -301,9 +301,13 @@ class Server:
         self.stop()
 
 
-def gunicorn(env: dict[str, str], log_path: Path, workers: int = 2, extra: tuple[str, ...] = ()) -> Server:
+def gunicorn(
+    env: dict[str, str], log_path: Path, workers: int = 2, extra: tuple[str, ...] = (), prefix: tuple[str, ...] = ()
+) -> Server:
+    """gunicorn serving the test project; ``prefix`` runs it under a wrapper (``opentelemetry-instrument``)."""
     port = free_port()
     argv = [
+        *prefix,
         PYTHON,
         "-m",
         "gunicorn",

@@ -17,11 +17,13 @@ from django_observe.alerting.slo import Objective
 
 from . import defaults
 from .parsers import (
+    attribute_names,
     boolean,
     buckets,
     check_list,
     choice,
     header_list,
+    hook,
     host_patterns,
     integer,
     key_names,
@@ -31,6 +33,7 @@ from .parsers import (
     number,
     optional_text,
     regex,
+    regex_list,
     resource_attributes,
     sample_rates,
     slo_list,
@@ -465,6 +468,58 @@ class ObserveConfig:
         "Record LLM prompts and completions on GenAI spans (`true`, `span_only`, `span_and_event`; redacted). "
         "Off by default: they may hold personal data and secrets. Set it in the environment for the OpenAI "
         "instrumentation too.",
+    )
+    # The options of OpenTelemetry's Django instrumentation, under its environment variable names.
+    otel_python_django_excluded_urls: tuple[str, ...] = option(
+        (),
+        regex_list,
+        "Regular expressions searched in the full request URL (scheme, host and path, no query string), as "
+        "opentelemetry-instrumentation-django does; matching requests are not traced. Adds to TRACING_EXCLUDED_URLS.",
+    )
+    otel_python_excluded_urls: tuple[str, ...] = option(
+        (),
+        regex_list,
+        "Used instead of OTEL_PYTHON_DJANGO_EXCLUDED_URLS when that one is empty (OpenTelemetry's generic variable).",
+    )
+    otel_python_django_traced_request_attrs: tuple[str, ...] = option(
+        (),
+        attribute_names,
+        "Attributes of the request copied onto its span as strings under the same key (path_info, content_type...).",
+    )
+    otel_instrumentation_http_capture_headers_server_request: tuple[str, ...] = option(
+        (),
+        regex_list,
+        "Request headers recorded on the span as http.request.header.<name> (lists of values): regular expressions "
+        "matching the whole header name, any case.",
+    )
+    otel_instrumentation_http_capture_headers_server_response: tuple[str, ...] = option(
+        (),
+        regex_list,
+        "Response headers recorded on the span as http.response.header.<name>, like the request headers.",
+    )
+    otel_instrumentation_http_capture_headers_sanitize_fields: tuple[str, ...] = option(
+        (),
+        regex_list,
+        "Captured headers whose name these regular expressions find (any case) are recorded as [REDACTED]; "
+        "secret-named headers (Authorization, Cookie, Set-Cookie, X-Api-Key...) always are.",
+    )
+    tracing_request_hook: Any = option(
+        None,
+        hook,
+        "Called as hook(span, request) right after the request span starts (before any other middleware runs): a "
+        "callable or its dotted path. Its exceptions are logged, never raised.",
+    )
+    tracing_response_hook: Any = option(
+        None,
+        hook,
+        "Called as hook(span, request, response) before the request span ends (request.user is there): a callable "
+        "or its dotted path. Its exceptions are logged, never raised.",
+    )
+    tracing_sql_commenter: bool = option(
+        False,
+        boolean,
+        "Append a sqlcommenter comment (controller, framework, route, traceparent...) to every SQL statement run "
+        "while a request is served.",
     )
 
     # Filled by load_config: where each value came from (option name -> source).

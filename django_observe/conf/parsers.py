@@ -144,6 +144,42 @@ def regex(raw: Any) -> str:
     return raw
 
 
+def regex_list(raw: Any) -> tuple[str, ...]:
+    """Regular expressions (each compiled once at startup to validate it); from the environment, comma-separated."""
+    try:
+        patterns = text_list(raw)
+    except ValueError:
+        raise ValueError("must be a list of regular expressions (comma-separated in the environment)") from None
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"must be a list of valid regular expressions ({pattern!r}: {exc})") from None
+    return patterns
+
+
+def attribute_names(raw: Any) -> tuple[str, ...]:
+    """Python attribute names (``path_info``, ``content_type``); from the environment, comma-separated."""
+    try:
+        names = text_list(raw)
+    except ValueError:
+        names = None
+    if names is None or not all(n.isidentifier() for n in names):
+        raise ValueError("must be a list of attribute names (identifiers; comma-separated in the environment)")
+    return names
+
+
+def hook(raw: Any) -> Any:
+    """A callable, or the dotted path of one (``"myproject.tracing.request_hook"``, imported at startup); or None."""
+    if raw is None or raw == "":
+        return None
+    if callable(raw):
+        return raw
+    if isinstance(raw, str) and re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+", raw.strip()):
+        return raw.strip()
+    raise ValueError('must be a callable or the dotted path of one, e.g. "myproject.tracing.request_hook"')
+
+
 def key_names(raw: Any) -> tuple[str, ...]:
     """Names of keys (dict keys, log fields, headers), lower-cased; from the environment, comma-separated."""
     try:

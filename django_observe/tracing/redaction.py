@@ -26,7 +26,8 @@ def _attributes(attributes: Mapping[str, Any] | None, redactor: Redactor) -> dic
     out: dict[str, Any] = {}
     for key, value in (attributes or {}).items():
         if redactor.is_secret_key(key):
-            out[key] = REDACTED
+            # A list stays a list (captured headers are lists of values), so the attribute keeps its type.
+            out[key] = tuple(REDACTED for _ in value) if isinstance(value, (list, tuple)) else REDACTED
         elif isinstance(value, str):
             out[key] = redactor.redact_text(value)
         elif isinstance(value, (list, tuple)):

@@ -11,17 +11,83 @@ attributes, and no URL building:
 - ``http.request.method``, ``url.scheme``, ``url.path`` (never the query string: tokens, reset links),
   ``http.route``, ``http.response.status_code``, ``correlation_id``, ``enduser.id`` when authenticated;
 - status ERROR for 5xx and unhandled exceptions (recorded as an event); 4xx is the client's error, not ours.
+
+The documented options of opentelemetry-instrumentation-django (excluded URLs searched in the full URL,
+traced request attributes, captured request/response headers with sanitising, request/response hooks)
+behave as the contrib documents them. Each is compiled here once; an option left unset costs a request
+nothing (``_on_start``/``_on_finish`` stay None).
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..redaction import REDACTED, Redactor, get_redactor
 from ..requestinfo import SPAN_CONTEXT_ATTR, STANDARD_METHODS
 
-__all__ = ["ServerSpans"]
+__all__ = ["ServerSpans", "request_header_attribute", "response_header_attribute"]
+
+logger = logging.getLogger("django_observe.tracing")
+
+RequestHook = Callable[[Any, Any], None]
+ResponseHook = Callable[[Any, Any, Any], None]
+
+
+def request_header_attribute(header: str) -> str:
+    """``X-Forwarded-For`` -> ``http.request.header.x_forwarded_for``, as opentelemetry-util-http names it."""
+    return "http.request.header." + header.lower().replace("-", "_")
+
+
+def response_header_attribute(header: str) -> str:
+    """``Cache-Control`` -> ``http.response.header.cache_control``, as opentelemetry-util-http names it."""
+    return "http.response.header." + header.lower().replace("-", "_")
+
+
+def _any_of(patterns: Sequence[str], flags: int = 0) -> re.Pattern[str] | None:
+    return re.compile("|".join(f"(?:{p})" for p in patterns), flags) if patterns else None
+
+
+class _HeaderCapture:
+    """Captured headers as span attributes, as ``opentelemetry.util.http.SanitizeValue`` records them:
+    names matched whole and in any case, values as one-item lists, ``[REDACTED]`` for sanitised names.
+    Names our redaction calls secret (Authorization, Cookie, Set-Cookie, X-Api-Key...) are always sanitised."""
+
+    __slots__ = ("names", "redactor", "sanitize")
+
+    def __init__(self, names: Sequence[str], sanitize: Sequence[str], redactor: Redactor):
+        self.names = _any_of(names, re.IGNORECASE)
+        self.sanitize = _any_of(sanitize, re.IGNORECASE)
+        self.redactor = redactor
+
+    def value(self, header: str, value: str) -> list[str]:
+        if (self.sanitize is not None and self.sanitize.search(header)) or self.redactor.is_secret_key(header):
+            return [REDACTED]
+        return [value]
+
+    def request(self, meta: dict) -> dict[str, list[str]]:
+        names, out = self.names, dict[str, list[str]]()
+        assert names is not None
+        for key, value in meta.items():
+            if key.startswith("HTTP_"):
+                header = key[5:].replace("_", "-")
+                if names.fullmatch(header):
+                    out[request_header_attribute(header)] = self.value(header, value)
+        return out
+
+    def response(self, response: Any) -> dict[str, list[str]]:
+        names, joined = self.names, dict[str, str]()
+        assert names is not None
+        for key, value in response.items():
+            key = key.lower()
+            joined[key] = joined[key] + "," + value if key in joined else value
+        return {
+            response_header_attribute(header): self.value(header, value)
+            for header, value in joined.items()
+            if names.fullmatch(header)
+        }
 
 
 class _MetaGetter:
@@ -35,19 +101,69 @@ class _MetaGetter:
         return [k[5:].lower().replace("_", "-") for k in carrier if k.startswith("HTTP_")]
 
 
+def _full_url(request: Any) -> str:
+    """The URL the contrib's excluded-URL patterns are searched in; the path when the host is not allowed."""
+    from django.core.exceptions import DisallowedHost
+
+    try:
+        return request.build_absolute_uri("?")
+    except DisallowedHost:
+        return request.path
+
+
 class ServerSpans:
     """Start/end of request spans.
 
     Args:
         excluded: regular expressions searched in the request path; matching requests are not traced.
+        url_excluded: regular expressions searched in the full URL (``request.build_absolute_uri("?")``:
+            scheme, host and path), as the contrib's ``OTEL_PYTHON_DJANGO_EXCLUDED_URLS``.
+        url_excluded_check: another ``url -> bool`` test of the full URL (an adopted contrib ``ExcludeList``).
+        traced_request_attrs: request attributes copied onto the span as strings.
+        request_headers, response_headers: regular expressions of header names captured on the span.
+        sanitize_headers: regular expressions of captured header names recorded as ``[REDACTED]``.
+        secret_keys: extra secret key names (``LOG_REDACT_KEYS``); secret-named headers are always sanitised.
+        request_hooks: called as ``hook(span, request)`` once the span is started and current.
+        response_hooks: called as ``hook(span, request, response)`` before the span ends.
+        tracer_provider: default: the global one.
     """
 
-    def __init__(self, excluded: Sequence[str] = ()):
+    def __init__(
+        self,
+        excluded: Sequence[str] = (),
+        *,
+        url_excluded: Sequence[str] = (),
+        url_excluded_check: Callable[[str], bool] | None = None,
+        traced_request_attrs: Sequence[str] = (),
+        request_headers: Sequence[str] = (),
+        response_headers: Sequence[str] = (),
+        sanitize_headers: Sequence[str] = (),
+        secret_keys: Sequence[str] = (),
+        request_hooks: Sequence[RequestHook] = (),
+        response_hooks: Sequence[ResponseHook] = (),
+        tracer_provider: Any = None,
+    ):
         from opentelemetry import context, propagate, trace
         from opentelemetry.trace import SpanKind, Status, StatusCode
 
-        self._excluded = re.compile("|".join(f"(?:{p})" for p in excluded)) if excluded else None
-        self._tracer = trace.get_tracer("django_observe")
+        self._excluded = _any_of(excluded)
+        url_pattern = _any_of(url_excluded)
+        checks = [c for c in (url_pattern.search if url_pattern else None, url_excluded_check) if c is not None]
+        self._url_excluded: Callable[[str], Any] | None = (
+            None if not checks else checks[0] if len(checks) == 1 else (lambda url: any(c(url) for c in checks))
+        )
+        self._traced_attrs = tuple(traced_request_attrs)
+        redactor = get_redactor(secret_keys)
+        self._request_headers = _HeaderCapture(request_headers, sanitize_headers, redactor) if request_headers else None
+        self._response_headers = (
+            _HeaderCapture(response_headers, sanitize_headers, redactor) if response_headers else None
+        )
+        self._request_hooks = tuple(request_hooks)
+        self._response_hooks = tuple(response_hooks)
+        # Only the options that are set cost anything per request.
+        self._on_start = self._start_options if (self._traced_attrs or self._request_headers or request_hooks) else None
+        self._on_finish = self._finish_options if (self._response_headers or response_hooks) else None
+        self._tracer = trace.get_tracer("django_observe", tracer_provider=tracer_provider)
         self._extract = propagate.extract
         self._attach, self._detach = context.attach, context.detach
         self._in_context = trace.set_span_in_context
@@ -61,18 +177,45 @@ class ServerSpans:
         path = request.path
         if self._excluded is not None and self._excluded.search(path):
             return None
+        if self._url_excluded is not None and self._url_excluded(_full_url(request)):
+            return None
         method = request.method if request.method in STANDARD_METHODS else "_OTHER"
         # _MetaGetter has the two methods of OpenTelemetry's Getter; subclassing it would import the API here.
         parent = self._extract(request.META, getter=self._getter)  # type: ignore[arg-type]
         span = self._tracer.start_span(
-            method,
+            method if method != "_OTHER" else "HTTP",
             context=parent,
             kind=self._server,
             attributes={"http.request.method": method, "url.scheme": request.scheme, "url.path": path},
         )
         token = self._attach(self._in_context(span, parent))
         setattr(request, SPAN_CONTEXT_ATTR, span.get_span_context())
+        if self._on_start is not None:
+            self._on_start(span, request)
         return span, token
+
+    def _start_options(self, span: Any, request: Any) -> None:
+        if span.is_recording():
+            for name in self._traced_attrs:
+                value = getattr(request, name, None)
+                if value is not None:
+                    span.set_attribute(name, str(value))
+            if self._request_headers is not None:
+                span.set_attributes(self._request_headers.request(request.META))
+        for hook in self._request_hooks:
+            try:
+                hook(span, request)
+            except Exception:
+                logger.exception("tracing_request_hook_failed")
+
+    def _finish_options(self, span: Any, request: Any, response: Any) -> None:
+        if response is not None and self._response_headers is not None and span.is_recording():
+            span.set_attributes(self._response_headers.response(response))
+        for hook in self._response_hooks:
+            try:
+                hook(span, request, response)
+            except Exception:
+                logger.exception("tracing_response_hook_failed")
 
     def finish(
         self,
@@ -82,14 +225,19 @@ class ServerSpans:
         correlation_id: str | None,
         user_id: str | None,
         exception: BaseException | None = None,
+        response: Any = None,
     ) -> None:
-        """Name the span after the matched route, set the outcome, end it and restore the context."""
+        """Name the span after the matched route, set the outcome, end it and restore the context.
+
+        ``response`` is None when the view raised through every middleware.
+        """
         span, token = started
         try:
             if span.is_recording():
                 match = request.resolver_match
                 if match is not None and match.route:
-                    span.update_name(f"{span.name} {match.route}")
+                    if span.name != "HTTP":  # a non-standard method keeps the bare name, as in the contrib
+                        span.update_name(f"{span.name} {match.route}")
                     span.set_attribute("http.route", match.route)
                 if status is not None:
                     span.set_attribute("http.response.status_code", status)
@@ -103,6 +251,8 @@ class ServerSpans:
                     span.set_status(self._status(self._code.ERROR, type(exception).__name__))
                 elif status is not None and status >= 500:
                     span.set_status(self._error)
+            if self._on_finish is not None:
+                self._on_finish(span, request, response)
             span.end()
         finally:
             self._detach(token)

@@ -18,9 +18,18 @@ from typing import Any
 
 from ..conf import ObserveConfig
 from ..identity import ServiceIdentity
+from .contrib import DjangoInstrumentation, instrumentation
 from .server import ServerSpans
 
-__all__ = ["TracingState", "build_provider", "configure_tracing", "flush", "require_packages"]
+__all__ = [
+    "TracingState",
+    "build_provider",
+    "configure_tracing",
+    "flush",
+    "redact_exporters",
+    "require_packages",
+    "server_spans",
+]
 
 logger = logging.getLogger("django_observe.tracing")
 
@@ -147,6 +156,7 @@ def build_provider(config: ObserveConfig, identity: ServiceIdentity | None = Non
 
     existing = trace.get_tracer_provider()
     if isinstance(existing, TracerProvider):
+        redact_exporters(existing, config.log_redact_keys + config.secret_key_names)
         return existing
     identity = identity or ServiceIdentity.from_config(config)
     resource = Resource.create(identity.resource_attributes())
@@ -163,6 +173,32 @@ def build_provider(config: ObserveConfig, identity: ServiceIdentity | None = Non
     for name in EXPORT_LOGGERS:
         logging.getLogger(name).addFilter(_Once())
     return provider
+
+
+def redact_exporters(provider: Any, secret_keys: tuple[str, ...]) -> int:
+    """Wrap the exporters of a provider someone else built (``opentelemetry-instrument``) in redaction.
+
+    The SDK has no public way to reach a batch processor's exporter; this reads its private attribute and
+    leaves a processor it does not know as it is (tests/unit/test_private_apis.py checks the SDK's shape).
+
+    Returns:
+        How many exporters are now wrapped.
+    """
+    from .redaction import RedactingSpanExporter
+
+    wrapped = 0
+    multi = getattr(provider, "_active_span_processor", None)
+    for processor in getattr(multi, "_span_processors", ()):
+        holder, name = processor, "span_exporter"  # SimpleSpanProcessor
+        if hasattr(processor, "_batch_processor"):  # BatchSpanProcessor
+            holder, name = processor._batch_processor, "_exporter"
+        exporter = getattr(holder, name, None)
+        if isinstance(exporter, RedactingSpanExporter):
+            wrapped += 1
+        elif exporter is not None and hasattr(exporter, "export"):
+            setattr(holder, name, RedactingSpanExporter(exporter, secret_keys))
+            wrapped += 1
+    return wrapped
 
 
 def flush(provider: Any) -> None:
@@ -223,6 +259,51 @@ def require_packages() -> None:
         )
 
 
+def _hook(config: ObserveConfig, field: str) -> Any:
+    value = getattr(config, field)
+    if value is None or callable(value):
+        return value
+    from django.core.exceptions import ImproperlyConfigured
+    from django.utils.module_loading import import_string
+
+    try:
+        hook = import_string(value)
+    except ImportError as exc:
+        raise ImproperlyConfigured(f"{field.upper()} {value!r} cannot be imported: {exc}") from None
+    if not callable(hook):
+        raise ImproperlyConfigured(f"{field.upper()} {value!r} is not callable")
+    return hook
+
+
+def server_spans(config: ObserveConfig, contrib: DjangoInstrumentation | None = None) -> ServerSpans:
+    """The request-span factory for ``config``, plus what the contrib's ``instrument()`` was given.
+
+    Raises:
+        ImproperlyConfigured: a hook's dotted path cannot be imported.
+    """
+    url_excluded = config.otel_python_django_excluded_urls or config.otel_python_excluded_urls
+    request_hooks = [h for h in (_hook(config, "tracing_request_hook"),) if h is not None]
+    response_hooks = [h for h in (_hook(config, "tracing_response_hook"),) if h is not None]
+    contrib_check = None
+    if contrib is not None:
+        request_hooks += [contrib.request_hook] if contrib.request_hook is not None else []
+        response_hooks += [contrib.response_hook] if contrib.response_hook is not None else []
+        if contrib.excluded_urls and tuple(contrib.excluded_urls) != tuple(url_excluded):
+            contrib_check = contrib.url_disabled
+    return ServerSpans(
+        config.tracing_excluded_urls,
+        url_excluded=url_excluded,
+        url_excluded_check=contrib_check,
+        traced_request_attrs=config.otel_python_django_traced_request_attrs,
+        request_headers=config.otel_instrumentation_http_capture_headers_server_request,
+        response_headers=config.otel_instrumentation_http_capture_headers_server_response,
+        sanitize_headers=config.otel_instrumentation_http_capture_headers_sanitize_fields,
+        secret_keys=config.log_redact_keys + config.secret_key_names,
+        request_hooks=request_hooks,
+        response_hooks=response_hooks,
+    )
+
+
 def configure_tracing(
     config: ObserveConfig, *, role: str, identity: ServiceIdentity | None = None
 ) -> TracingState | None:
@@ -237,7 +318,7 @@ def configure_tracing(
     if not config.otel_enabled:
         return None
     require_packages()
-    state = TracingState(spans=ServerSpans(config.tracing_excluded_urls), config=config, identity=identity)
+    state = TracingState(spans=server_spans(config, instrumentation()), config=config, identity=identity)
     _instrument_libraries()
     if role != "worker":
         state.ensure_provider()

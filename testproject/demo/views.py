@@ -206,6 +206,21 @@ def slow(request: HttpRequest) -> JsonResponse:
 
 
 @require_GET
+def db_sleep(request: HttpRequest) -> JsonResponse:
+    """Holds one PostgreSQL statement open for ``?ms=`` milliseconds (at most 3000), inside a transaction with a
+    savepoint, after an EXPLAIN: what the server saw of a request's SQL can be read from pg_stat_activity."""
+    from django.db import connection, transaction
+
+    seconds = min(int(request.GET.get("ms", "1500") or 0), 3000) / 1000
+    with transaction.atomic(), transaction.atomic():  # the inner block is a savepoint
+        explained = Message.objects.filter(id=1).explain()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(%s)", [seconds])
+            cursor.execute("SELECT 1")  # a statement without parameters keeps a single %
+    return JsonResponse({"slept_ms": seconds * 1000, "explain": bool(explained)})
+
+
+@require_GET
 def crash(request: HttpRequest) -> JsonResponse:
     raise RuntimeError("demo crash password=hunter2")
 

@@ -25,3 +25,32 @@ def test_django_lazy_user_sentinel():
     assert lazy._wrapped is empty
     str(lazy)
     assert lazy._wrapped is not empty
+
+
+def test_sdk_exporters_of_a_provider_we_did_not_build_can_be_wrapped_in_redaction():
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from django_observe.tracing.setup import redact_exporters
+
+    provider = TracerProvider()
+    batch, simple = InMemorySpanExporter(), InMemorySpanExporter()
+    provider.add_span_processor(BatchSpanProcessor(batch))
+    provider.add_span_processor(SimpleSpanProcessor(simple))
+    assert redact_exporters(provider, ()) == 2
+    assert redact_exporters(provider, ()) == 2  # not wrapped twice
+    with provider.get_tracer("t").start_as_current_span("s") as span:
+        span.set_attribute("api_key", "SECRETVALUE")
+    provider.force_flush()
+    for exporter in (batch, simple):
+        (finished,) = exporter.get_finished_spans()
+        assert finished.attributes["api_key"] == "[REDACTED]"
+    provider.shutdown()
+
+
+def test_contrib_django_middleware_keeps_what_instrument_was_given():
+    from opentelemetry.instrumentation.django.middleware.otel_middleware import _DjangoMiddleware
+
+    for name in ("_tracer", "_otel_request_hook", "_otel_response_hook", "_excluded_urls"):
+        assert hasattr(_DjangoMiddleware, name), name
