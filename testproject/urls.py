@@ -19,6 +19,8 @@ urlpatterns = [
     path("api/enqueue", views.enqueue, name="enqueue"),
     path("api/outbound", views.outbound, name="outbound"),
     path("api/aoutbound", views.aoutbound, name="aoutbound"),
+    path("api/hostile", views.hostile, name="hostile"),
+    path("api/hostile/crash", views.hostile_crash, name="hostile-crash"),
     path("admin/", admin.site.urls),
     # django_observe's checks also work in django-health-check's own view.
     path(
