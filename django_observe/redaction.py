@@ -99,9 +99,7 @@ _URL_PASSWORD_RE = re.compile(
     r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s'\"<>]*):(?P<password>[^\s'\"<>]+)@"
 )
 # Authorization header values quoted in text: "Bearer abc.def" -> "Bearer [REDACTED]".
-_AUTH_SCHEME_RE = re.compile(
-    r"\b(?P<scheme>Bearer|Basic|Token|Digest)(?:\s|%20|\+)+[A-Za-z0-9._~+/=-]+", re.IGNORECASE
-)
+_AUTH_SCHEME_RE = re.compile(r"\b(?P<scheme>Bearer|Basic|Token|Digest)(?:\s|%20|\+)+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 # Text often arrives escaped or encoded once more: a repr or JSON text inside another string
 # (``'{\\'password\\': \\'x\\'}'``), and URLs as Django prints them (``/reset/token%3Dx``,
 # ``?q=%7B%22password%22%3A%22x%22%7D``). So a quote may carry backslashes or be ``%22``/``%27``, and

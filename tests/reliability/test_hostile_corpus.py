@@ -115,7 +115,7 @@ def injection(n: int, rng: random.Random) -> str:
             f'{{"level":"error","logger":"forged","injected{n}":1}}\n{{"injected{n}":2}}',
             f"x\r\ninjected{n}=1",
             "/x (req_spoofed) - 1ms",
-            f"tail\\\" injected{n}=\\\"1",
+            f'tail\\" injected{n}=\\"1',
             f"{rng.choice(CONTROLS)}injected{n}=1{rng.choice(CONTROLS)}",
         )
     )
@@ -165,7 +165,9 @@ def build_corpus(run: int, recorder_port: int, rng: random.Random) -> Corpus:
     hostile(headers=(("Authorization", f"Bearer {plant()}"), ("Cookie", f"sessionid={plant()}; csrftoken={plant()}")))
     hostile(headers=(("X-Api-Key", plant()), ("Proxy-Authorization", f"Basic {plant()}")))
     hostile(headers=(("User-Agent", f'a" status=200 user_id="admin token={plant()}'),))
-    hostile(body={"payload": {"password": plant(), "user": {"profile": {"secret_key": plant(), "dbpassword": plant()}}}})
+    hostile(
+        body={"payload": {"password": plant(), "user": {"profile": {"secret_key": plant(), "dbpassword": plant()}}}}
+    )
     hostile(body={"payload": nested(20, {"private_key": plant()}, rng)})  # deeper than redaction walks
     hostile(body={"payload": {"note": f"{{'password': '{plant()}'}}", "items": [f"token={plant()}", 7, None]}})
     hostile("url=" + quote(outbound_url(), safe=""))
@@ -202,15 +204,27 @@ def build_corpus(run: int, recorder_port: int, rng: random.Random) -> Corpus:
             key = rng.choice(SECRET_KEYS)
             hostile(f"{quote(key)}={quote(plant())}&q={quote(injection(n, rng))}&note={quote(text)}")
         elif kind == "path":
-            cases.append(Request("GET", "/nope/" + quote(f"{rng.choice(SECRET_KEYS)}={plant()}", safe="=") + "/" +
-                                 quote(injection(n, rng), safe="") + "?" + quote(text, safe="=&"), (ua,)))
+            cases.append(
+                Request(
+                    "GET",
+                    "/nope/"
+                    + quote(f"{rng.choice(SECRET_KEYS)}={plant()}", safe="=")
+                    + "/"
+                    + quote(injection(n, rng), safe="")
+                    + "?"
+                    + quote(text, safe="=&"),
+                    (ua,),
+                )
+            )
         elif kind == "header":
             hostile(headers=((rng.choice(("Authorization", "X-Auth-Token", "X-Debug", "X-Upstream")), text),))
         elif kind == "cookie":
             hostile(headers=(("Cookie", f"sessionid={plant()}; {rng.choice(('jwt', 'auth', 'csrftoken'))}={plant()}"),))
         elif kind == "agent":
             agent = f"Mozilla/5.0 ({text}) {injection(n, rng)}"
-            hostile(headers=(("User-Agent", agent.encode("utf-8").decode("latin-1").replace("\n", " ").replace("\r", " ")),))
+            hostile(
+                headers=(("User-Agent", agent.encode("utf-8").decode("latin-1").replace("\n", " ").replace("\r", " ")),)
+            )
         elif kind == "exception":
             path = rng.choice(("/api/hostile", "/api/hostile/crash"))
             hostile(path=path, query="dsn=" + quote(f"{text} {injection(n, rng)}", safe=""))
@@ -269,7 +283,8 @@ class Recorder:
 GUNICORN_MASTER = re.compile(
     r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[\d+\] \[[A-Z]+\] "
     r"(Starting gunicorn [\d.]+|Listening at: http://127\.0\.0\.1:\d+ \(\d+\)|Using worker: \w+"
-    r"|Booting worker with pid: \d+|Control socket listening at \S+|Handling signal: \w+|Shutting down: Master)"
+    r"|Booting worker with pid: \d+|Control socket listening at \S+|Handling signal: \w+|Shutting down: Master"
+    r"|Worker \(pid:\d+\) was sent SIGTERM!)"
 )
 TEXT_LINE = re.compile(
     r"(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (?P<level>[A-Z]+) \[(?P<logger>[\w.\\]+)\] "
@@ -305,10 +320,10 @@ TEXT_KEYS = {
     "data",
     "note",
 }
-# Lines Celery prints itself (not through logging): the start banner and the shutdown notes.
-CELERY_PRINTED = re.compile(
-    r"\s*|[ -]*[-*.>\w@ :()/,+=]*|\[tasks\]|  \. [\w.]+|worker: (Warm|Cold) shutdown \(MainProcess\)"
-    r"|Process '[\w-]+' pid:\d+ exited with '[\w ()]+'"
+# Lines Celery prints itself (not through logging): the banner before the worker is ready, the shutdown notes.
+CELERY_BANNER = re.compile(r"\s*| ?-[-* ]*(?:\S.*)?|\s+\.> .*|\[tasks\]|  \. [\w.]+")
+CELERY_SHUTDOWN = re.compile(
+    r"|worker: (Warm|Cold) shutdown \(MainProcess\)|Process '[\w-]+' pid:\d+ exited with '[\w ()]+'"
 )
 
 
@@ -351,13 +366,16 @@ def forged_in_text(line: str, problems: list[str]) -> None:
 
 def line_problems(lines: list[str], fmt: str, process: str) -> list[str]:
     problems: list[str] = []
+    ready = False
     for line in lines:
         if controls := raw_controls(line):
             problems.append(f"raw control characters {controls}: {line[:200]!r}")
         if process == "web" and GUNICORN_MASTER.fullmatch(line):
             continue  # gunicorn's master writes its own lines before and after our logging runs
-        if process == "worker" and not line.startswith(("{", "20", "  | ")) and CELERY_PRINTED.fullmatch(line):
-            continue
+        if process == "worker":
+            if (not ready and CELERY_BANNER.fullmatch(line)) or CELERY_SHUTDOWN.fullmatch(line):
+                continue
+            ready = ready or " ready." in line
         if fmt == "json":
             forged_in_json(line, problems)
         else:
@@ -433,8 +451,10 @@ def run_one(tmp_path, index: int, fmt: str, flavor: str) -> RunResult:
             assert "[REDACTED]" in detail.text, detail.text  # the check ran and its message was redacted
             metrics = scrape(web_metrics) + scrape(worker_metrics)
         finally:
+            stopping = threading.Thread(target=worker.stop)  # both drain at the same time
+            stopping.start()
             web.stop()
-            worker.stop()
+            stopping.join()
         time.sleep(0.3)  # the last export batch (flushed at exit) reaches the receiver
         spans = list(otlp.spans)
     assert recorder.calls > 0, "the outbound calls were made"
