@@ -15,6 +15,8 @@ import secrets
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from .redaction import redact_text
+
 __all__ = [
     "CorrelationPolicy",
     "bind_correlation_id",
@@ -70,8 +72,14 @@ class CorrelationPolicy:
         self.prefix = prefix
 
     def accept(self, value: str | None) -> str | None:
-        """``value`` if it is an acceptable ID, else None (the caller generates one)."""
+        """``value`` if it is an acceptable ID, else None (the caller generates one).
+
+        An ID that holds a secret (``token:abc``, which the default pattern allows) is refused too: the ID is
+        written unredacted on every line, span and response of its request or task.
+        """
         if not value or len(value) > 128 or _FORBIDDEN.search(value) or not self._match(value):
+            return None
+        if redact_text(value) != value:
             return None
         return value
 

@@ -99,10 +99,16 @@ _URL_PASSWORD_RE = re.compile(
     r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s'\"<>]*):(?P<password>[^\s'\"<>]+)@"
 )
 # Authorization header values quoted in text: "Bearer abc.def" -> "Bearer [REDACTED]".
-_AUTH_SCHEME_RE = re.compile(r"\b(?P<scheme>Bearer|Basic|Token|Digest)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
-# A value after ``=``/``:``: quoted (up to the closing quote, or the end of the line when it never closes)
-# or bare (up to a space, ``&``, ``,``, ``;`` or a quote).
-_VALUE = r"(?:(?P<quote>['\"])(?:\\.|(?!(?P=quote))[^\n])*(?P=quote)?|[^\s&'\",;]+)"
+_AUTH_SCHEME_RE = re.compile(r"\b(?P<scheme>Bearer|Basic|Token|Digest)(?:\s|%20|\+)+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+# Text often arrives escaped or encoded once more: a repr or JSON text inside another string
+# (``'{\\'password\\': \\'x\\'}'``), and URLs as Django prints them (``/reset/token%3Dx``,
+# ``?q=%7B%22password%22%3A%22x%22%7D``). So a quote may carry backslashes or be ``%22``/``%27``, and
+# ``%3D``/``%3A`` separate, ``%20`` is a space.
+_QUOTE = r"\\*['\"]|%2[27]"
+_SEP = r"(?:\s|%20)*(?:[=:]|%3[dDaA])(?:\s|%20)*"
+# A value after the separator: quoted (up to the same closing quote, or the end of the line when it never
+# closes) or bare (up to a space, ``&``, ``,``, ``;`` or a quote).
+_VALUE = rf"(?:(?P<quote>{_QUOTE})(?:(?!(?P=quote))(?:\\.|[^\n]))*(?P=quote)?|[^\s&'\",;]+)"
 
 MAX_DEPTH = 16
 
@@ -110,7 +116,8 @@ MAX_DEPTH = 16
 def _pair_pattern(extra: Iterable[str]) -> re.Pattern[str]:
     fragments = "|".join([*_KEY_FRAGMENTS, *(re.escape(k) for k in sorted(extra))])
     return re.compile(
-        rf"(?P<kq>['\"]?)(?P<key>\b[\w.-]*(?:{fragments})[\w.-]*)(?P=kq)(?P<sep>\s*[=:]\s*){_VALUE}",
+        rf"(?P<kq>(?:{_QUOTE})?)(?P<key>(?:\b|(?<=%2[27]))[\w.-]*(?:{fragments})[\w.-]*)(?P=kq)(?P<sep>{_SEP})"
+        rf"{_VALUE}",
         re.IGNORECASE,
     )
 
@@ -150,6 +157,8 @@ class Redactor:
         """Remove URL passwords, credentials after ``Bearer``/``Basic`` and secret ``key=value`` pairs."""
         text = redact_url(text)
         text = _AUTH_SCHEME_RE.sub(lambda m: f"{m['scheme']} {REDACTED}", text)
+        if "=" not in text and ":" not in text and "%3" not in text:
+            return text  # no separator, no pair (most messages)
         return self._pairs.sub(self._pair, text)
 
     def _pair(self, m: re.Match[str]) -> str:

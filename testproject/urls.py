@@ -22,6 +22,8 @@ urlpatterns = [
     path("api/tasks/enqueue", views.enqueue_django_task, name="enqueue-django-task"),
     path("api/outbound", views.outbound, name="outbound"),
     path("api/aoutbound", views.aoutbound, name="aoutbound"),
+    path("api/hostile", views.hostile, name="hostile"),
+    path("api/hostile/crash", views.hostile_crash, name="hostile-crash"),
     path("admin/", admin.site.urls),
     # django_observe's checks also work in django-health-check's own view.
     path(

@@ -37,3 +37,14 @@ class LeaksHost(HealthCheck):
 
     def run(self):
         raise ServiceUnavailable("upstream redis://:SECRET@10.0.0.5 refused; fallback cache-2.internal:6380 down")
+
+
+PLANTED_DSN = "postgres://app:PLANTED9000x@db.internal:5432/app"
+
+
+@dataclasses.dataclass
+class LeaksDsnPassword(HealthCheck):
+    """A customer check whose public message holds a DSN whose password is a planted marker (hostile corpus)."""
+
+    def run(self):
+        raise ServiceUnavailable(f"upstream {PLANTED_DSN} refused (password=PLANTED9001x)")

@@ -22,6 +22,18 @@ class Span:
     attributes: dict[str, Any]
     resource: dict[str, Any]
     status_code: int
+    status_message: str = ""
+    events: list[tuple[str, dict[str, Any]]] = dataclasses.field(default_factory=list)
+
+    def texts(self) -> list[str]:
+        """Every string the span carries: name, status message, attribute keys and values, event names and
+        event attributes (what must never hold a secret)."""
+        out = [self.name, self.status_message]
+        for attributes in (self.attributes, self.resource, *(attrs for _, attrs in self.events)):
+            for key, value in attributes.items():
+                out.extend((key, str(value)))
+        out.extend(name for name, _ in self.events)
+        return out
 
 
 def _value(any_value: Any) -> Any:
@@ -47,6 +59,8 @@ def decode(request: Any) -> list[Span]:
                         attributes={a.key: _value(a.value) for a in span.attributes},
                         resource=resource,
                         status_code=span.status.code,
+                        status_message=span.status.message,
+                        events=[(e.name, {a.key: _value(a.value) for a in e.attributes}) for e in span.events],
                     )
                 )
     return spans

@@ -99,3 +99,23 @@ def deliver(recipient: str) -> bool:
     if not ok:
         logger.warning("Delivery failed", extra={"recipient_domain": recipient.rpartition("@")[2][:64]})
     return ok
+
+
+class CallFailed(Exception):
+    pass
+
+
+@shared_task
+def echo_hostile(task: dict) -> dict:
+    """Logs its arguments carelessly (the hostile corpus), calls ``task["url"]`` (loopback only), fails with
+    ``task["fail"]`` in the message when given, and returns its arguments (Celery logs the result)."""
+    from .outbound import call_outbound, loopback_url
+
+    logger.warning("task args %s", task)
+    logger.info("task payload", extra={"payload": task})
+    url = loopback_url(task.get("url"))
+    if url is not None:
+        call_outbound(url, "httpx" if task.get("client") == "httpx" else "requests")
+    if task.get("fail"):
+        raise CallFailed(f"call failed: {task['fail']}")
+    return task

@@ -284,3 +284,66 @@ async def aoutbound(request: HttpRequest) -> JsonResponse:
     async with httpx.AsyncClient(timeout=5, follow_redirects=False) as http:
         response = await http.get(url)
     return JsonResponse({"status": response.status_code, "client": "httpx_async"})
+
+
+# --- careless logging of hostile input (the hostile corpus in tests/reliability): everything a request
+# brings is logged the ways real code does, so redaction and escaping are tested where it matters.
+
+
+class Described:
+    """An object whose text names a secret (a client, a connection): its ``str()`` runs at render time."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _hostile_body(request: HttpRequest) -> dict:
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        return {"raw": request.body.decode("utf-8", "replace")}
+    return body if isinstance(body, dict) else {"raw": body}
+
+
+@csrf_exempt
+def hostile(request: HttpRequest) -> JsonResponse:
+    """Logs the query (as message arguments and in ``extra``), the JSON body, headers, cookies and an object;
+    ``?dsn=`` logs an exception naming it, ``?url=`` calls that loopback URL, a body ``task`` enqueues
+    ``echo_hostile`` with the body's ``task_headers`` as message headers."""
+    params = request.GET.dict()
+    body = _hostile_body(request)
+    logger.warning("args %s", params)
+    logger.info(
+        "payload",
+        extra={
+            "payload": body.get("payload", body),
+            "headers": dict(request.headers),
+            "cookies": request.COOKIES,
+            "client": Described(params.get("dsn", "")),
+        },
+    )
+    if params.get("dsn"):
+        try:
+            raise ConnectionError(f"could not reach {params['dsn']}")
+        except ConnectionError:
+            logger.exception("upstream failed")
+    url = loopback_url(params.get("url"))
+    if url is not None:
+        call_outbound(url, params.get("client") if params.get("client") in OUTBOUND_CLIENTS else "requests")
+    task = body.get("task")
+    if isinstance(task, dict):
+        from .tasks import echo_hostile
+
+        headers = body.get("task_headers")
+        headers = {str(k): str(v) for k, v in headers.items()} if isinstance(headers, dict) else None
+        echo_hostile.apply_async(args=[task], headers=headers)
+    return JsonResponse({"logged": sorted(params)})
+
+
+@require_GET
+def hostile_crash(request: HttpRequest) -> JsonResponse:
+    """Crashes on purpose (500) with the query in the exception message."""
+    raise RuntimeError(f"crash while calling {request.GET.get('dsn', '')} with {request.GET.dict()}")

@@ -25,7 +25,7 @@ def _bound_for(task):
 
 
 @pytest.mark.parametrize(
-    "value", ["a" * 300 + "\r\n" + "INFO forged line" + "b" * 11, "id with spaces", "x\x1b[2J", "", 42]
+    "value", ["a" * 300 + "\r\n" + "INFO forged line" + "b" * 11, "id with spaces", "x\x1b[2J", "", 42, "token:s3cret"]
 )
 def test_hostile_header_is_replaced_by_a_new_id(value):
     bound = _bound_for(_task(value))

@@ -33,6 +33,10 @@ POLICY = correlation.CorrelationPolicy()
         ("req,abc", False),
         ("ré", False),
         (None, False),
+        ("token:PLANTED8x", False),  # matches the pattern, but would write a secret on every line
+        ("password:hunter2", False),
+        ("session.id:abc", False),
+        ("bypass:1", True),
     ],
 )
 def test_policy_accepts_only_the_allowlist(value, accepted):
@@ -51,6 +55,7 @@ def test_custom_pattern_still_refuses_control_characters_and_spaces():
     assert loose.accept("anything/goes!") == "anything/goes!"
     assert loose.accept("bad\nline") is None
     assert loose.accept("two words") is None
+    assert loose.accept("api_key=abc123") is None
 
 
 def test_context_binds_and_restores():

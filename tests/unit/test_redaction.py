@@ -34,12 +34,32 @@ from django_observe.redaction import REDACTED, is_secret_key, redact, redact_tex
         ("<WSGIRequest: GET '/nope?token=SECRETQ&password=PWQ'>", "SECRETQ"),
         ("<WSGIRequest: GET '/nope?token=SECRETQ&password=PWQ'>", "PWQ"),
         ("Authorization: Bearer abc.def-ghi", "abc.def-ghi"),
+        # Django prints the path percent-encoded (`=` becomes %3D) and the query string as it came.
+        ("<WSGIRequest: GET '/reset/token%3DSECRETP/done'>", "SECRETP"),
+        ("<WSGIRequest: GET '/x?q=%7B%22dbpassword%22%3A%20%22SECRETJ%22%2C%20%22page%22%3A%202%7D'>", "SECRETJ"),
+        ("<WSGIRequest: GET '/x?h=Bearer%20SECRETB'>", "SECRETB"),
+        ("<WSGIRequest: GET '/x?h=Bearer+SECRETB'>", "SECRETB"),
+        # A repr or JSON text inside another string: its quotes are escaped.
+        ("[{'note': '{\\'Authorization\\': \\'SECRETR\\'}'}]", "SECRETR"),
+        ("{'note': '{\\'refresh-token\\': \\'SECRETR\\'}', 'page': 2}", "SECRETR"),
+        ('{"body": "{\\"password\\": \\"SECRETE\\", \\"page\\": 2}"}', "SECRETE"),
     ],
 )
 def test_redact_text_shapes(text, secret):
     out = redact_text(text)
     assert secret not in out, out
     assert REDACTED in out
+
+
+def test_escaped_and_encoded_pairs_keep_what_follows():
+    assert redact_text("{'note': '{\\'token\\': \\'s3\\\\'x\\'}', 'page': 2}").endswith("'page': 2}")
+    assert redact_text('{"body": "{\\"password\\": \\"s3\\"}", "page": 2}') == (
+        '{"body": "{\\"password\\": \\"[REDACTED]\\"}", "page": 2}'
+    )
+    assert redact_text("GET /x?q=%7B%22token%22%3A%22s3%22%7D&page=2") == (
+        "GET /x?q=%7B%22token%22%3A%22[REDACTED]%22%7D&page=2"
+    )
+    assert redact_text("/reset/token%3Ds3 done") == "/reset/token%3D[REDACTED] done"
 
 
 def test_harmless_text_is_kept():
