@@ -92,8 +92,16 @@ def get_config() -> ObserveConfig:
 
     Raises:
         RuntimeError: django_observe is not set up.
+        ImproperlyConfigured: the configuration is invalid (a management command runs on the defaults then,
+            so that ``manage.py check`` can report why; nothing should use them).
     """
-    return get_runtime().config
+    runtime = get_runtime()
+    if runtime.errors:
+        from django.core.exceptions import ImproperlyConfigured
+
+        problems = "\n".join(f"  - {error.message}" for error in runtime.errors)
+        raise ImproperlyConfigured(f"django_observe configuration is invalid:\n{problems}")
+    return runtime.config
 
 
 def install(runtime: Runtime) -> Runtime | None:

@@ -143,3 +143,20 @@ def test_logging_setup_leaves_the_call_site_to_other_handlers():
     finally:
         logger.removeHandler(handler)
     assert records[0].funcName == "test_logging_setup_leaves_the_call_site_to_other_handlers"
+
+
+def test_get_config_refuses_to_hand_out_the_defaults_of_an_invalid_configuration():
+    from django.core.exceptions import ImproperlyConfigured
+
+    from django_observe.correlation import CorrelationPolicy
+
+    config = conf.load_config(types.SimpleNamespace(DEBUG=False), environ={})
+    error = conf.ConfigError("LOG_FORMAT", 'LOG_FORMAT must be "json" or "text", got "xml"')
+    previous = runtime.install(
+        runtime.Runtime(config=config, role="command", correlation=CorrelationPolicy(), errors=(error,))
+    )
+    try:
+        with pytest.raises(ImproperlyConfigured, match='LOG_FORMAT must be "json" or "text"'):
+            runtime.get_config()
+    finally:
+        runtime.install(previous)

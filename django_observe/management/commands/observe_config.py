@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
 
 from django_observe import conf
-from django_observe.runtime import get_runtime
+from django_observe.runtime import get_config
 
 
 class Command(BaseCommand):
@@ -18,7 +19,10 @@ class Command(BaseCommand):
         if options["reference"]:
             self.stdout.write(conf.reference_markdown(), ending="")
             return
-        config = get_runtime().config
+        try:
+            config = get_config()
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
         for field in conf.option_fields():
             value = getattr(config, field.name)
             # A secret option that is unset shows as its empty value: saying it is unset leaks nothing.

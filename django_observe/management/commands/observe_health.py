@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 import logging
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from django_observe.health import render
 from django_observe.integrations.celery import heartbeat_age, heartbeat_path
-from django_observe.runtime import get_runtime
+from django_observe.runtime import get_config, get_runtime
 
 
 class Command(BaseCommand):
@@ -42,8 +43,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         runtime = get_runtime()
+        try:
+            config = get_config()
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
         if options["celery_worker"]:
-            self._celery_worker(runtime.config, options["max_age"])
+            self._celery_worker(config, options["max_age"])
             return
         runner = runtime.health
         if runner is None:

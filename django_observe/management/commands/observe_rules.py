@@ -10,10 +10,11 @@ import re
 import sys
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from django_observe.alerting import output, promtool, rules
-from django_observe.runtime import get_runtime
+from django_observe.runtime import get_config
 
 _DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
@@ -59,7 +60,10 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
 
     def _write(self, options):
-        config = get_runtime().config
+        try:
+            config = get_config()
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
         if options["tests"] and (not options["output"] or options["format"] != "rules"):
             raise CommandError("--tests needs --output FILE and --format rules (promtool reads plain rule files)")
 
