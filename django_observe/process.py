@@ -13,11 +13,14 @@ WORKER_COMMANDS = frozenset({"db_worker"})
 
 
 def is_management_command(argv: list[str] | None = None) -> bool:
+    """Whether this process runs ``manage.py``, ``django-admin`` or ``python -m django``."""
     argv = sys.argv if argv is None else argv
     if not argv:
         return False
     name = os.path.basename(argv[0])
-    return name in _COMMANDS or (name == "__main__.py" and "django" in argv[0])
+    # python -m django: .../site-packages/django/__main__.py (a path that merely contains "django", such as
+    # /srv/django-shop/.venv/.../gunicorn/__main__.py, is not one)
+    return name in _COMMANDS or (name == "__main__.py" and os.path.basename(os.path.dirname(argv[0])) == "django")
 
 
 def process_role(argv: list[str] | None = None) -> str:

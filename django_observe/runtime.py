@@ -36,7 +36,7 @@ class Runtime:
 
     Attributes:
         config: the validated configuration.
-        role: ``web``, ``worker`` or ``command`` (``django_observe.process.process_role``).
+        role: ``web``, ``worker``, ``beat`` or ``command`` (``django_observe.process.process_role``).
         correlation: which incoming correlation IDs are accepted, and how new ones look.
         identity: the service identity every signal carries (``django_observe.identity``).
         health: the checks and their runner.

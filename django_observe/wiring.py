@@ -33,7 +33,7 @@ from .metrics.model_operations import install_model_instrumentation
 from .metrics.setup import build_metrics, prepare_multiprocess, start_exporter
 from .runtime import Runtime
 from .tracing.contrib import uninstrument_django
-from .tracing.setup import configure_tracing
+from .tracing.setup import configure_tracing, instrument_libraries
 
 __all__ = [
     "MIDDLEWARE",
@@ -192,6 +192,10 @@ def _apply(rt: Runtime, django_settings: Any, previous: Runtime | None = None) -
         sqlcomment.install()
     if rt.outbound is not None:
         wired.extend(http_clients.install())
+    if rt.tracing is not None:
+        # Last: the instrumentors' receivers and wrappers then sit outside ours, so our Celery task_postrun
+        # still sees the task's span (exemplars) and our outbound header is added inside the client span.
+        instrument_libraries()
     rt.integrations = tuple(wired)
 
 

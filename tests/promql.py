@@ -23,6 +23,10 @@ POSTGRES_POOL_NAMES = frozenset(
     }
 )
 
+# Exposed only by the ``celery beat`` process, which the Prometheus test does not run;
+# tests/integration/test_celery_liveness_e2e.py scrapes them from a real beat.
+BEAT_NAMES = frozenset({"celery_beat_last_run_timestamp_seconds", "celery_beat_entry_interval_seconds"})
+
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _MATCHERS = re.compile(r"\{[^}]*\}")
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")

@@ -381,6 +381,22 @@ def running_worker(env: dict[str, str], log_path: Path, extra: tuple[str, ...] =
         worker.stop()
 
 
+def wait_processes_loaded(ready_dir: Path, count: int, timeout: float = 30.0) -> None:
+    """Wait until ``count`` processes of the test project finished ``django.setup()`` (``TESTPROJECT_READY_DIR``)."""
+
+    def alive(pid: int) -> bool:  # the files of finished commands (migrate) do not count
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
+
+    def loaded() -> bool:
+        return ready_dir.is_dir() and sum(alive(int(p.name)) for p in ready_dir.iterdir()) >= count
+
+    wait_until(loaded, timeout, message="workers loaded")
+
+
 def tracing_to(endpoint: str) -> dict[str, str]:
     """Environment for a traced test project exporting to ``endpoint`` (an OTLP receiver), flushing fast."""
     return {"OTEL_ENABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}

@@ -137,6 +137,8 @@ def build_metrics(
         from .exemplars import ExemplarStore
 
         store = ExemplarStore(path)
+        task_duration = catalogue.celery_task_duration_shape  # recorded by integrations.celery
+        store.declare(task_duration.name, task_duration.labelnames, task_duration.upper_bounds)
     recorder = RequestRecorder(
         catalogue,
         frozenset({OWN_APP, *config.metrics_exclude_apps}),

@@ -26,6 +26,7 @@ __all__ = [
     "build_provider",
     "configure_tracing",
     "flush",
+    "instrument_libraries",
     "redact_exporters",
     "require_packages",
     "server_spans",
@@ -236,7 +237,7 @@ _INSTRUMENTORS = (
 )
 
 
-def _instrument_libraries() -> None:
+def instrument_libraries() -> None:
     """The client instrumentors of the installed libraries (once: the instrumentors remember it)."""
     for library, module, cls in _INSTRUMENTORS:
         if _installed(library) and _installed(module):
@@ -319,7 +320,6 @@ def configure_tracing(
         return None
     require_packages()
     state = TracingState(spans=server_spans(config, instrumentation()), config=config, identity=identity)
-    _instrument_libraries()
     if role != "worker":
         state.ensure_provider()
     if role in ("web", "worker"):

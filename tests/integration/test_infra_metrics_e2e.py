@@ -102,6 +102,7 @@ def test_infrastructure_and_business_metrics(tmp_path):
                     assert sm.value(worker_samples, "db_client_connection_max", alias="default") >= POOL_MAX
 
                     # Server side: N extra connections move the database's count by at least N.
+                    past_the_cache()  # the previous scrape's result must not stand in for "before"
                     before = sm.value(sm.scrape(web_port), "db_server_database_connections", alias="default")
                     extra = [psycopg.connect(db_url.replace("postgres://", "postgresql://")) for _ in range(5)]
                     try:

@@ -91,7 +91,7 @@ def test_the_chat_request_makes_the_seed_trace_and_counts_its_tokens(tmp_path):
     assert attributes["gen_ai.response.model"] == "gpt-4o-mini-2024-07-18"
     assert attributes["gen_ai.usage.input_tokens"] == support_llm.PROMPT_TOKENS
     assert attributes["gen_ai.usage.output_tokens"] == support_llm.COMPLETION_TOKENS
-    assert [v.string_value for v in attributes["gen_ai.response.finish_reasons"].values] == ["stop"]
+    assert list(attributes["gen_ai.response.finish_reasons"]) == ["stop"]  # an array attribute
 
     # No prompt or completion content anywhere in the exported spans.
     exported = json.dumps([[s.name, s.attributes] for s in receiver.spans], default=str)

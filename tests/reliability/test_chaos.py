@@ -141,9 +141,15 @@ def test_dependencies_die_and_return_under_load(tmp_path, kind):
 def test_sigterm_under_load_drains_then_finishes_in_flight_requests(tmp_path):
     with support_otlp.HttpReceiver() as otlp:
         env = support.sqlite_env(
-            tmp_path, HEALTH_DRAIN_SECONDS="3", OTEL_ENABLED="true", OTEL_EXPORTER_OTLP_ENDPOINT=otlp.endpoint
+            tmp_path,
+            HEALTH_DRAIN_SECONDS="3",
+            OTEL_ENABLED="true",
+            OTEL_EXPORTER_OTLP_ENDPOINT=otlp.endpoint,
+            TESTPROJECT_READY_DIR=str(tmp_path / "ready"),
         )  # default 5 s batch delay
         with support.gunicorn(env, tmp_path / "web.log", workers=2, extra=("--threads", "4")) as server:
+            # A worker still loading Django has no drain handler yet: SIGTERM would stop it at once.
+            support.wait_processes_loaded(tmp_path / "ready", 2)
             with Load(server.port) as load:
                 time.sleep(1)
                 server.signal(signal.SIGTERM)

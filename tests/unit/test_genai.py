@@ -297,7 +297,7 @@ def test_an_instrumentation_that_cannot_be_imported_is_skipped_with_a_warning(tm
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(setup, "_INSTRUMENTORS", (("fake_llm_sdk", "fake_llm_instrumentation", "Instrumentor"),))
     with caplog.at_level("WARNING", logger="django_observe.tracing"):
-        setup._instrument_libraries()
+        setup.instrument_libraries()
     assert "fake_llm_instrumentation cannot be imported, fake_llm_sdk calls are not traced" in caplog.text
 
 

@@ -56,3 +56,16 @@ def test_process_role(argv, role, monkeypatch):
 def test_runserver_child_is_web(monkeypatch):
     monkeypatch.setenv("RUN_MAIN", "true")
     assert process.process_role(["manage.py", "runserver"]) == "web"
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["/srv/django-shop/.venv/lib/python3.12/site-packages/gunicorn/__main__.py", "proj.wsgi"], False),
+        (["/srv/django-shop/.venv/lib/python3.12/site-packages/celery/__main__.py", "worker"], False),
+        (["/usr/lib/python3/site-packages/django/__main__.py", "migrate"], True),
+        (["/srv/django-shop/manage.py", "migrate"], True),
+    ],
+)
+def test_a_server_under_a_path_with_django_in_it_is_not_a_command(argv, command):
+    assert process.is_management_command(argv) is command
