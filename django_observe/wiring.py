@@ -182,6 +182,11 @@ def _apply(rt: Runtime, django_settings: Any, previous: Runtime | None = None) -
             # again) would re-apply Django's default logging on top of ours.
             django_settings.LOGGING_CONFIG = None
     wired = []
+    if rt.tracing is not None:
+        # First: the Celery instrumentor's task_prerun then opens the task's span before ours logs
+        # task_started, so every task line carries the trace (integrations.celery keeps the span's ids for
+        # the duration's exemplar, since the instrumentor's task_postrun ends the span before ours runs).
+        instrument_libraries()
     if celery_integration.connect(own_logging=rt.logging_setup is not None):
         wired.append("celery")
     wired.extend(django_tasks_integration.connect())
@@ -192,10 +197,6 @@ def _apply(rt: Runtime, django_settings: Any, previous: Runtime | None = None) -
         sqlcomment.install()
     if rt.outbound is not None:
         wired.extend(http_clients.install())
-    if rt.tracing is not None:
-        # Last: the instrumentors' receivers and wrappers then sit outside ours, so our Celery task_postrun
-        # still sees the task's span (exemplars) and our outbound header is added inside the client span.
-        instrument_libraries()
     rt.integrations = tuple(wired)
 
 

@@ -50,12 +50,14 @@ logger = logging.getLogger("django_observe.celery")
 class TaskRun:
     """What ``task_prerun`` opened for one task execution (kept on the task's request context)."""
 
-    __slots__ = ("correlation_token", "fields_token", "metrics_start", "query_token", "start_ns")
+    __slots__ = ("correlation_token", "fields_token", "metrics_start", "query_token", "span_ids", "start_ns")
 
     def __init__(self, correlation_token: Any, fields_token: Any, query_token: Any) -> None:
         self.correlation_token, self.fields_token, self.query_token = correlation_token, fields_token, query_token
         self.start_ns = time.perf_counter_ns()
         self.metrics_start = time.perf_counter()
+        # The task span's (trace_id, span_id) when sampled, for the duration's exemplar.
+        self.span_ids: tuple[str, str] | None = None
 
 
 def _request_value(request: Any, name: str) -> Any:
@@ -141,6 +143,8 @@ def on_prerun(task_id: str | None = None, task: Any = None, **kwargs: Any) -> No
     if request is not None:
         setattr(request, RUN_ATTR, run)
     if runtime is not None and runtime.metrics is not None:
+        if runtime.config.otel_enabled:
+            run.span_ids = _sampled_span_ids()  # the instrumentor's task span, current from here to postrun
         queue = _queue(task)
         _count_state(runtime, task.name, queue, "started")
         published = _request_value(request, PUBLISHED_AT)
@@ -201,7 +205,7 @@ def _observe_duration(runtime: Runtime, task: Any, run: TaskRun) -> None:
     seconds = time.perf_counter() - run.metrics_start
     labels = (catalogue.guard("celery_tasks", "task")(task.name), _queue(task))
     child = catalogue.celery_task_duration.labels(*labels)
-    ids = _sampled_span_ids() if runtime.config.otel_enabled else None
+    ids = run.span_ids
     if ids is None:
         child.observe(seconds)
     elif metrics.exemplar_store is None:
