@@ -34,7 +34,8 @@ def available() -> bool:
     return shutil.which("valgrind") is not None and shutil.which("callgrind_control") is not None
 
 
-def environment(config: str, db: str) -> dict[str, str]:
+def environment(config: str, db: str, options: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a counted process; ``options``: django_observe settings as environment variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LOG_", "DJANGO_OBSERVE"))}
     env.update(
         BENCH_CONFIG=config,
@@ -49,6 +50,7 @@ def environment(config: str, db: str) -> dict[str, str]:
         OTEL_TRACES_SAMPLER="always_on",
         METRICS_PORT="0",
         PROMETHEUS_METRICS_EXPORT_PORT_RANGE="",
+        **(options or {}),
     )
     return env
 
@@ -100,12 +102,14 @@ def count(view: str, env: dict[str, str], n: int = 200, timeout: float = 120) ->
         return int(match.group(1)) / n
 
 
-def measure(configs: list[str], views: tuple[str, ...] = VIEWS, n: int = 200) -> dict[str, dict[str, float]]:
+def measure(
+    configs: list[str], views: tuple[str, ...] = VIEWS, n: int = 200, options: dict[str, str] | None = None
+) -> dict[str, dict[str, float]]:
     """``{config: {view: instructions per request}}``."""
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for config in configs:
-            env = environment(config, str(Path(tmp) / f"{config}.sqlite3"))
+            env = environment(config, str(Path(tmp) / f"{config}.sqlite3"), options)
             migrate(env)
             for view in views:
                 results.setdefault(config, {})[view] = round(count(view, env, n))
@@ -122,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--views", default=",".join(VIEWS))
     parser.add_argument("-n", type=int, default=200, help="requests counted")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a django_observe option")
     parser.add_argument("--write", action="store_true", help=f"record as the baseline ({BASELINE.name})")
     args = parser.parse_args(argv)
     if not available():
@@ -132,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     if "bare" not in configs:
         configs.insert(0, "bare")
     views = tuple(v for v in args.views.split(",") if v)
-    results = measure(configs, views, args.n)
+    options = dict(item.split("=", 1) for item in args.set)
+    results = measure(configs, views, args.n, options)
     print("| configuration | " + " | ".join(f"`{v}` instructions/req" for v in views) + " | overhead over bare |")
     print("| --- | " + " | ".join("---:" for _ in views) + " | --- |")
     for config, row in results.items():

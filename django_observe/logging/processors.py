@@ -165,11 +165,14 @@ class redact_secrets:  # noqa: N801
     )
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict) -> dict:
-        safe = self._SAFE
+        safe, known = self._SAFE, self._cache
         for key, value in event_dict.items():
             if key in safe or key.startswith("_"):
                 continue
-            if self._is_secret(key):
+            secret = known.get(key)  # the cache lookup of _is_secret, inlined: this runs for every key
+            if secret is None:
+                secret = self._is_secret(key)
+            if secret:
                 event_dict[key] = REDACTED
             elif isinstance(value, str) and _SECRET_HINT.search(value):
                 event_dict[key] = redact_text(value)

@@ -24,6 +24,8 @@ def escape(text: str) -> str:
 
 # Keys every line has, in this order; the event's own keys follow.
 _JSON_HEAD = ("timestamp", "level", "logger", "message", "correlation_id")
+# json.dumps(value, default=str, separators=(",", ":")) without building an encoder for every line.
+_encode = json.JSONEncoder(default=str, separators=(",", ":")).encode
 
 
 class JSONRenderer:
@@ -34,7 +36,7 @@ class JSONRenderer:
     def __call__(self, logger: Any, method_name: str, event_dict: dict) -> str:
         ordered = {key: event_dict.pop(key) for key in _JSON_HEAD if key in event_dict}
         ordered.update(event_dict)
-        return json.dumps(ordered, default=str, separators=(",", ":"))
+        return _encode(ordered)
 
 
 class OrderedJSONRenderer:
@@ -43,7 +45,7 @@ class OrderedJSONRenderer:
     __slots__ = ()
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict) -> str:
-        return json.dumps(event_dict, default=str, separators=(",", ":"))
+        return _encode(event_dict)
 
 
 class TextRenderer:
