@@ -4,8 +4,9 @@ BENCH_CONFIG=observe python -m benchmarks.inprocess /ping 2000 5 result.json    
 BENCH_CONFIG=observe python -m benchmarks.inprocess /ping 200 count FLAG        # for benchmarks.instructions
 
 In ``count`` mode the N requests run inside ``sys.call_tracing`` (which tracing-free code never calls), so
-``valgrind --tool=callgrind --collect-atstart=no --toggle-collect=sys_call_tracing`` counts exactly them. With FLAG other than ``-`` it writes ``FLAG.ready`` after warming up and waits for
-``FLAG.go`` (the counter switches valgrind's instrumentation on in between, so start-up runs uninstrumented).
+``valgrind --tool=callgrind --collect-atstart=no --toggle-collect=sys_call_tracing`` counts exactly them.
+With FLAG other than ``-`` it writes ``FLAG.ready`` after warming up and waits for ``FLAG.go``: the counter
+switches valgrind's instrumentation on in between, so start-up runs uninstrumented.
 """
 
 import io

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .configs import available as installed
+
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = Path(__file__).resolve().parent / "results" / "instructions.json"
 CONFIGS = ("bare", "floor", "observe", "observe_otel", "peers", "otel_raw")
@@ -131,8 +133,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not available():
         parser.error("valgrind (with callgrind_control) is not installed")
-    from .run import available as installed
-
     configs = [c for c in args.configs.split(",") if c and installed(c)]
     if "bare" not in configs:
         configs.insert(0, "bare")

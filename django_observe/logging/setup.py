@@ -53,10 +53,22 @@ def level_number(name: str) -> int:
     return _LEVELS[name]
 
 
+# structlog creates its context variables on the first bind_contextvars(), in this dict (private: guarded by
+# tests/unit/test_private_apis.py).
+_STRUCTLOG_VARS: dict = structlog.contextvars._CONTEXT_VARS
+
+
+def merge_contextvars(logger: Any, method_name: str, event_dict: dict) -> dict:
+    """structlog's ``merge_contextvars``, skipped while nothing was ever bound (it copies the whole context)."""
+    if not _STRUCTLOG_VARS:
+        return event_dict
+    return structlog.contextvars.merge_contextvars(logger, method_name, event_dict)
+
+
 def _shared_chain(otel_enabled: bool, trace_sampled: bool = False) -> list:
     """Processors for both structlog and stdlib records, before rendering."""
     return [
-        structlog.contextvars.merge_contextvars,
+        merge_contextvars,
         structlog.stdlib.add_logger_name,
         processors.add_correlation_id,
         processors.add_task_context,

@@ -25,3 +25,19 @@ def test_django_lazy_user_sentinel():
     assert lazy._wrapped is empty
     str(lazy)
     assert lazy._wrapped is not empty
+
+
+def test_structlog_context_variables_live_in_one_dict():
+    # logging/setup.py skips merge_contextvars while structlog.contextvars._CONTEXT_VARS is empty: structlog
+    # must create each bound variable in that very dict.
+    import structlog
+
+    from django_observe.logging import setup
+
+    assert setup._STRUCTLOG_VARS is structlog.contextvars._CONTEXT_VARS
+    structlog.contextvars.bind_contextvars(private_api_probe="x")
+    try:
+        assert "structlog_private_api_probe" in setup._STRUCTLOG_VARS
+        assert setup.merge_contextvars(None, "info", {})["private_api_probe"] == "x"
+    finally:
+        structlog.contextvars.unbind_contextvars("private_api_probe")
