@@ -99,3 +99,23 @@ elif CONFIG == "otel_raw":
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     DjangoInstrumentor().instrument()
+
+if os.environ.get("BENCH_PROJECT_LOGGING") and CONFIG in ("observe", "observe_otel"):
+    # A project with its own LOGGING (django_observe's formatter on a handler with a filter, as Django's docs
+    # write them): LOG_CONFIGURE="auto" keeps it, so the request line goes through logging's record and
+    # handler chain.
+    LOGGING = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"require_debug_false": {"()": "django.utils.log.RequireDebugFalse"}},
+        "formatters": {"json": {"()": "django_observe.logging.JSONFormatter"}},
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stdout",
+                "formatter": "json",
+                "filters": ["require_debug_false"],
+            }
+        },
+        "root": {"handlers": ["stdout"], "level": "INFO"},
+    }
