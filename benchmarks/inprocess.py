@@ -1,6 +1,12 @@
-"""Time Django's WSGI handler in-process for one configuration (run by benchmarks/run.py in a subprocess).
+"""Drive Django's WSGI handler in-process for one configuration (run by benchmarks/run.py in a subprocess).
 
-BENCH_CONFIG=observe python -m benchmarks.inprocess /ping 2000 5 result.json
+BENCH_CONFIG=observe python -m benchmarks.inprocess /ping 2000 5 result.json    # µs per request
+BENCH_CONFIG=observe python -m benchmarks.inprocess /ping 200 count FLAG        # for benchmarks.instructions
+
+In ``count`` mode the N requests run inside ``sys.call_tracing`` (which tracing-free code never calls), so
+``valgrind --tool=callgrind --collect-atstart=no --toggle-collect=sys_call_tracing`` counts exactly them.
+With FLAG other than ``-`` it writes ``FLAG.ready`` after warming up and waits for ``FLAG.go``: the counter
+switches valgrind's instrumentation on in between, so start-up runs uninstrumented.
 """
 
 import io
@@ -8,9 +14,11 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 
 
-def main(path: str, n: int, repeats: int, out: str) -> None:
+def request_driver(path: str) -> Callable[[], str]:
+    """Set Django up; returns a function that serves one GET of ``path`` and returns the status line."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.project.settings")
     import django
 
@@ -39,20 +47,45 @@ def main(path: str, n: int, repeats: int, out: str) -> None:
     def start_response(status, headers, exc_info=None):
         statuses.append(status)
 
-    def call():
+    def call() -> str:
         environ = dict(base)
         environ["wsgi.input"] = io.BytesIO(b"")
         response = handler(environ, start_response)
         for _ in response:
             pass
         response.close()
+        return statuses.pop()
 
-    for _ in range(min(500, n)):
-        call()
-    if not statuses[-1].startswith("200"):
-        raise SystemExit(f"{path} answered {statuses[-1]}")
+    return call
+
+
+def warm_up(call: Callable[[], str], path: str, n: int) -> None:
+    for _ in range(n):
+        status = call()
+    if not status.startswith("200"):
+        raise SystemExit(f"{path} answered {status}")
+
+
+def main(path: str, n: int, repeats: str, out: str) -> None:
+    call = request_driver(path)
+    if repeats == "count":
+        warm_up(call, path, 50)
+        if out != "-":  # the counter switches instrumentation on now (valgrind --instr-atstart=no)
+            with open(out + ".ready", "w"):
+                pass
+            while not os.path.exists(out + ".go"):
+                time.sleep(0.01)
+            warm_up(call, path, 5)
+
+        def loop() -> None:
+            for _ in range(n):
+                call()
+
+        sys.call_tracing(loop, ())
+        return
+    warm_up(call, path, min(500, n))
     samples = []
-    for _ in range(repeats):
+    for _ in range(int(repeats)):
         start = time.perf_counter_ns()
         for _ in range(n):
             call()
@@ -62,4 +95,4 @@ def main(path: str, n: int, repeats: int, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4])

@@ -3,10 +3,14 @@
     python -m benchmarks.run            # full run (several minutes), writes benchmarks/results/
     python -m benchmarks.run --quick    # smoke run (CI): tiny counts, no figures to trust
 
-Configurations (benchmarks/project/settings.py): 1 bare Django, 2 django_observe (tracing off),
-3 django-guid + django-structlog + django-prometheus, 4 django_observe with tracing, 5 raw OpenTelemetry.
-Views: /ping (trivial) and /db-cache (one query, one cache call). Servers: the WSGI handler in-process,
-gunicorn (1 sync worker) and uvicorn (1 worker) under wrk.
+    python -m benchmarks.run --no-servers --no-extras --instructions   # in-process time and instructions
+
+Configurations (benchmarks/project/settings.py): 1 bare Django, F the floor (one hand-written middleware,
+benchmarks/project/floor.py), 2 django_observe (tracing off), 3 django-guid + django-structlog +
+django-prometheus, 4 django_observe with tracing, 5 raw OpenTelemetry. Views: /ping (trivial) and /db-cache
+(one query, one cache call). Servers: the WSGI handler in-process (rounds interleaved across configurations,
+median reported), gunicorn (1 sync worker) and uvicorn (1 worker) under wrk; with ``--instructions``,
+instructions per request counted by callgrind (benchmarks/instructions.py).
 """
 
 from __future__ import annotations
@@ -26,12 +30,15 @@ import tempfile
 import threading
 from pathlib import Path
 
+from . import instructions
+from .configs import available
 from .ports import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = {
     "bare": "1 bare Django",
+    "floor": "F hand-written floor",
     "observe": "2 django_observe",
     "peers": "3 guid+structlog+prometheus",
     "observe_otel": "4 django_observe + tracing",
@@ -68,20 +75,6 @@ def config_env(config: str, db: str, sink_port: int) -> dict[str, str]:
         PROMETHEUS_METRICS_EXPORT_PORT_RANGE="",
     )
     return env
-
-
-def available(config: str) -> bool:
-    needed = {
-        "peers": ["django_guid", "django_structlog", "django_prometheus"],
-        "observe_otel": ["opentelemetry.sdk"],
-        "otel_raw": ["opentelemetry.instrumentation.django"],
-    }
-    import importlib.util
-
-    try:
-        return all(importlib.util.find_spec(m) is not None for m in needed.get(config, []))
-    except ModuleNotFoundError:
-        return False
 
 
 def inprocess(config: str, view: str, env: dict, n: int, repeats: int) -> float:
@@ -166,15 +159,15 @@ def machine() -> str:
 
 def table(results: dict) -> str:
     lines = [
-        "| configuration | view | in-process µs/req | gunicorn req/s (µs) | uvicorn req/s (µs) |",
-        "| --- | --- | ---: | ---: | ---: |",
+        "| configuration | view | in-process µs/req | instructions/req | gunicorn req/s (µs) | uvicorn req/s (µs) |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for config, label in CONFIGS.items():
         for view in VIEWS:
             r = results.get(config, {}).get(view)
             if not r:
                 continue
-            cells = [f"{r['inprocess_us']:.1f}"]
+            cells = [f"{r['inprocess_us']:.1f}", f"{r['instructions']:,.0f}" if "instructions" in r else "-"]
             for server in ("gunicorn", "uvicorn"):
                 cells.append(f"{r[server]['rps']:.0f} ({r[server]['us']:.0f})" if server in r else "-")
             lines.append(f"| {label} | `{view}` | " + " | ".join(cells) + " |")
@@ -184,13 +177,24 @@ def table(results: dict) -> str:
 def ratios(results: dict) -> list[str]:
     out = []
 
-    def us(config, view):
-        return results.get(config, {}).get(view, {}).get("inprocess_us")
+    def value(config, view, key="inprocess_us"):
+        return results.get(config, {}).get(view, {}).get(key)
 
     for view in VIEWS:
-        bare, obs, peers, otel, raw = (us(c, view) for c in CONFIGS)
+        bare, floor, obs, peers, otel, raw = (value(c, view) for c in CONFIGS)
         if bare and obs:
             out.append(f"- `{view}` tax of 2 over 1: {100 * (obs - bare) / bare:.1f}% ({obs - bare:+.1f} µs)")
+        if bare and obs and floor:
+            out.append(
+                f"- `{view}` overhead 2/F (django_observe over the floor): {(obs - bare) / (floor - bare):.2f}x "
+                f"({obs - bare:.1f} µs vs {floor - bare:.1f} µs)"
+            )
+        ibare, ifloor, iobs = (value(c, view, "instructions") for c in ("bare", "floor", "observe"))
+        if ibare and ifloor and iobs:
+            out.append(
+                f"- `{view}` overhead 2/F in instructions: {(iobs - ibare) / (ifloor - ibare):.2f}x "
+                f"({iobs - ibare:,.0f} vs {ifloor - ibare:,.0f} per request)"
+            )
         if bare and obs and peers:
             out.append(
                 f"- `{view}` overhead 2/3: {(obs - bare) / (peers - bare):.2f} "
@@ -201,6 +205,11 @@ def ratios(results: dict) -> list[str]:
                 f"- `{view}` overhead 4/5: {(otel - bare) / (raw - bare):.2f} "
                 f"({otel - bare:.1f} µs vs {raw - bare:.1f} µs)"
             )
+    for server in ("gunicorn", "uvicorn"):
+        for view in VIEWS:
+            bare, obs = (results.get(c, {}).get(view, {}).get(server, {}).get("rps") for c in ("bare", "observe"))
+            if bare and obs:
+                out.append(f"- {server} `{view}`: django_observe serves {100 * obs / bare:.1f}% of bare req/s")
     return out
 
 
@@ -212,6 +221,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(RESULTS / "latest.json"))
     parser.add_argument("--repeats", type=int, help="repeated runs per measurement (median reported)")
     parser.add_argument("--seconds", type=int, help="wrk duration per run")
+    parser.add_argument("--instructions", action="store_true", help="also count instructions per request (valgrind)")
     parser.add_argument("--no-extras", action="store_true", help="skip /readyz, scrape and log-line measurements")
     parser.add_argument("--only-extras", action="store_true", help="only /readyz, scrape and log-line measurements")
     args = parser.parse_args(argv)
@@ -227,12 +237,12 @@ def main(argv=None) -> int:
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
+        envs = {}
         for config in [] if args.only_extras else wanted:
             if not available(config):
                 print(f"skip {config}: its packages are not installed", file=sys.stderr)
                 continue
-            db = str(Path(tmp) / f"{config}.sqlite3")
-            env = config_env(config, db, sink.server_address[1])
+            env = envs[config] = config_env(config, str(Path(tmp) / f"{config}.sqlite3"), sink.server_address[1])
             subprocess.run(
                 [sys.executable, "-m", "django", "migrate", "-v0"],
                 cwd=ROOT,
@@ -240,13 +250,27 @@ def main(argv=None) -> int:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
+        # In-process rounds interleaved (every configuration and view once per round), so that the load of a
+        # shared machine falls on all of them alike; each figure is the median of its rounds.
+        samples: dict = {}
+        for _ in range(repeats):
+            for config, env in envs.items():
+                for view in VIEWS:
+                    samples.setdefault((config, view), []).append(inprocess(config, view, env, n, 1))
+        for (config, view), values in samples.items():
+            results.setdefault(config, {}).setdefault(view, {})["inprocess_us"] = statistics.median(values)
+        for config, env in envs.items():
             for view in VIEWS:
-                entry = results.setdefault(config, {}).setdefault(view, {})
-                entry["inprocess_us"] = inprocess(config, view, env, n, repeats)
+                entry = results[config][view]
                 for server in servers:
                     rps, us = served(server, config, view, env, seconds, repeats if not args.quick else 1)
                     entry[server] = {"rps": rps, "us": us}
                 print(f"{config:13} {view:10} {entry}", file=sys.stderr)
+        if args.instructions and instructions.available() and envs:
+            counted = instructions.measure(list(envs), VIEWS, n=50 if args.quick else 200)
+            for config, row in counted.items():
+                for view, value in row.items():
+                    results[config][view]["instructions"] = value
         extras_results = {}
         if not args.no_extras:
             from . import extras

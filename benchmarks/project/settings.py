@@ -1,16 +1,17 @@
-"""One settings module, five configurations (``BENCH_CONFIG``), identical views and base middleware.
+"""One settings module, six configurations (``BENCH_CONFIG``), identical views and base middleware.
 
 1. ``bare``: Django alone.
-2. ``observe``: django_observe with health, correlation, JSON logging and metrics; tracing off.
-3. ``peers``: django-guid + django-structlog + django-prometheus, configured as their docs recommend.
-4. ``observe_otel``: django_observe with tracing on (sampled, batch exporter to a local sink).
-5. ``otel_raw``: OpenTelemetry's Django instrumentor + SDK with the same exporter.
+2. ``floor``: one hand-written middleware doing only the essential work (``floor.py``).
+3. ``observe``: django_observe with health, correlation, JSON logging and metrics; tracing off.
+4. ``peers``: django-guid + django-structlog + django-prometheus, configured as their docs recommend.
+5. ``observe_otel``: django_observe with tracing on (sampled, batch exporter to a local sink).
+6. ``otel_raw``: OpenTelemetry's Django instrumentor + SDK with the same exporter.
 """
 
 import os
 
 CONFIG = os.environ.get("BENCH_CONFIG", "bare")
-CONFIGS = ("bare", "observe", "peers", "observe_otel", "otel_raw")
+CONFIGS = ("bare", "floor", "observe", "peers", "observe_otel", "otel_raw")
 if CONFIG not in CONFIGS:
     raise ValueError(f"BENCH_CONFIG must be one of {CONFIGS}, got {CONFIG!r}")
 
@@ -39,7 +40,10 @@ LOG_FORMAT = "json"
 OTEL_ENABLED = CONFIG == "observe_otel"
 DJANGO_OBSERVE = {"SERVICE_NAME": "bench"}
 
-if CONFIG in ("observe", "observe_otel"):
+if CONFIG == "floor":
+    MIDDLEWARE = ["benchmarks.project.floor.floor_middleware", *MIDDLEWARE]
+
+elif CONFIG in ("observe", "observe_otel"):
     INSTALLED_APPS.append("django_observe")
 
 elif CONFIG == "peers":
@@ -95,3 +99,23 @@ elif CONFIG == "otel_raw":
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     DjangoInstrumentor().instrument()
+
+if os.environ.get("BENCH_PROJECT_LOGGING") and CONFIG in ("observe", "observe_otel"):
+    # A project with its own LOGGING (django_observe's formatter on a handler with a filter, as Django's docs
+    # write them): LOG_CONFIGURE="auto" keeps it, so the request line goes through logging's record and
+    # handler chain.
+    LOGGING = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"require_debug_false": {"()": "django.utils.log.RequireDebugFalse"}},
+        "formatters": {"json": {"()": "django_observe.logging.JSONFormatter"}},
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stdout",
+                "formatter": "json",
+                "filters": ["require_debug_false"],
+            }
+        },
+        "root": {"handlers": ["stdout"], "level": "INFO"},
+    }

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import MutableMapping
 from typing import Any
 
 from ..identity import ServiceIdentity
@@ -39,9 +40,11 @@ class _EventFormatter(JSONFormatter):
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self._local = threading.local()
-        self._render[-1] = self._capture  # the same list ProcessorFormatter runs for structlog events
+        # The renderer is the last step of both chains: stdlib records (_chain) and structlog events (processors).
+        self._chain[-1] = self._capture
+        self.processors = [*self.processors[:-1], self._capture]
 
-    def _capture(self, logger: Any, method_name: str, event_dict: dict) -> str:
+    def _capture(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
         self._local.event = event_dict
         return ""
 

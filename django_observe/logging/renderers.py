@@ -60,6 +60,39 @@ def _message(text: str) -> str:
 
 # Keys every line has, in this order; the event's own keys follow.
 _JSON_HEAD = ("timestamp", "level", "logger", "message", "correlation_id")
+# json.dumps(value, default=str, separators=(",", ":")) without building an encoder for every line.
+_encode = json.JSONEncoder(default=str, separators=(",", ":")).encode
+
+orjson: Any
+try:  # optional: about eight times cheaper than the json module for a request line
+    import orjson
+except ImportError:  # pragma: no cover - orjson is in the dev extra
+    orjson = None
+
+
+def _dumps(event: dict) -> str:
+    """``json.dumps(event, default=str, separators=(",", ":"))``, by orjson when it writes the same text.
+
+    That is when every value is a plain str, int, bool, None or a float printed without an exponent
+    (orjson writes ``1e-05`` as ``0.00001``), and the result is ASCII without DEL (``json`` escapes those,
+    orjson does not); anything else, nested values included, goes to ``json``.
+    """
+    if orjson is not None:
+        for value in event.values():
+            kind = type(value)
+            if kind is str or kind is int or kind is bool or value is None:
+                continue
+            if kind is float and (value == 0.0 or 1e-4 <= abs(value) < 1e16):  # NaN fails both
+                continue
+            break
+        else:
+            try:
+                out = orjson.dumps(event)
+            except TypeError:  # a key that is not a str, an int beyond 64 bits
+                return _encode(event)
+            if out.isascii() and b"\x7f" not in out:
+                return out.decode()
+    return _encode(event)
 
 
 class JSONRenderer:
@@ -70,7 +103,7 @@ class JSONRenderer:
     def __call__(self, logger: Any, method_name: str, event_dict: dict) -> str:
         ordered = {key: event_dict.pop(key) for key in _JSON_HEAD if key in event_dict}
         ordered.update(event_dict)
-        return json.dumps(ordered, default=str, separators=(",", ":"))
+        return _dumps(ordered)
 
 
 class OrderedJSONRenderer:
@@ -79,7 +112,7 @@ class OrderedJSONRenderer:
     __slots__ = ()
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict) -> str:
-        return json.dumps(event_dict, default=str, separators=(",", ":"))
+        return _dumps(event_dict)
 
 
 class TextRenderer:

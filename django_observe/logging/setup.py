@@ -6,7 +6,7 @@ import logging
 import logging.config
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -53,10 +53,22 @@ def level_number(name: str) -> int:
     return _LEVELS[name]
 
 
+# structlog creates its context variables on the first bind_contextvars(), in this dict (private: guarded by
+# tests/unit/test_private_apis.py).
+_STRUCTLOG_VARS: dict = structlog.contextvars._CONTEXT_VARS
+
+
+def merge_contextvars(logger: Any, method_name: str, event_dict: dict) -> dict:
+    """structlog's ``merge_contextvars``, skipped while nothing was ever bound (it copies the whole context)."""
+    if not _STRUCTLOG_VARS:
+        return event_dict
+    return cast(dict, structlog.contextvars.merge_contextvars(logger, method_name, event_dict))  # the same dict
+
+
 def _shared_chain(otel_enabled: bool, trace_sampled: bool = False) -> list:
     """Processors for both structlog and stdlib records, before rendering."""
     return [
-        structlog.contextvars.merge_contextvars,
+        merge_contextvars,
         structlog.stdlib.add_logger_name,
         processors.add_correlation_id,
         processors.add_task_context,
@@ -111,8 +123,8 @@ class _ObserveFormatter(structlog.stdlib.ProcessorFormatter):
         )
         trace_sampled = flavor == "gcp"
         shared = _shared_chain(otel_enabled, trace_sampled)
-        self._shared = [p for p in shared if p is not structlog.stdlib.add_logger_name]
-        self._render = render
+        # Standard-library records skip add_logger_name: the name is set from the record.
+        self._chain = [p for p in shared if p is not structlog.stdlib.add_logger_name] + render
         super().__init__(
             foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *_shared_chain(otel_enabled, trace_sampled)],
             processors=render,
@@ -124,23 +136,30 @@ class _ObserveFormatter(structlog.stdlib.ProcessorFormatter):
     def format(self, record: logging.LogRecord) -> str:
         if isinstance(record.msg, dict):  # an event from a structlog logger
             return super().format(record)
-        # Standard-library records (most lines, the request line included) take a direct path:
-        # ProcessorFormatter would copy the record and walk the stack to find the logger name.
-        method = record.levelname.lower()
+        # Standard-library records (most lines) take a direct path: ProcessorFormatter would copy the
+        # record and walk the stack to find the logger name.
+        fields = {key: value for key, value in record.__dict__.items() if key not in _RECORD_ATTRIBUTES}
+        return self.render(record, record.getMessage(), fields, record.exc_info)
+
+    def render(self, record: Any, message: str, fields: dict[str, Any], exc_info: Any = None) -> str:
+        """The line of a standard-library record.
+
+        Args:
+            record: the ``LogRecord``, or any object with its ``name``, ``levelname`` and ``created``
+                (the request line's direct path builds no record).
+            message: the formatted message; fields: the record's ``extra``.
+        """
         event: Any = {  # a dict until the renderer turns it into the line
-            "event": record.getMessage(),
+            "event": message,
             "logger": record.name,
             "_record": record,
             "_from_structlog": False,
+            **fields,
         }
-        for key, value in record.__dict__.items():
-            if key not in _RECORD_ATTRIBUTES:
-                event[key] = value
-        if record.exc_info:
-            event["exc_info"] = record.exc_info
-        for processor in self._shared:
-            event = processor(None, method, event)
-        for processor in self._render:
+        if exc_info:
+            event["exc_info"] = exc_info
+        method = record.levelname.lower()
+        for processor in self._chain:
             event = processor(None, method, event)
         return event
 

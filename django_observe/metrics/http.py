@@ -6,6 +6,7 @@ import contextvars
 from typing import TYPE_CHECKING, Any
 
 from ..requestinfo import STANDARD_METHODS, UNMATCHED_ROUTE, RequestState, hex_ids, request_state, span_context, user_id
+from .catalogue import OTHER
 
 if TYPE_CHECKING:
     from ..queries import QueryStats
@@ -13,6 +14,9 @@ if TYPE_CHECKING:
     from .exemplars import ExemplarStore
 
 __all__ = ["RequestRecorder"]
+
+_EXCLUDED: Any = ("excluded",)  # the resolution of a request of an excluded app (health, metrics)
+_RESOLVED_LIMIT = 4096  # (method, route, app, status) combinations remembered; more are resolved each time
 
 
 class RequestRecorder:
@@ -41,6 +45,7 @@ class RequestRecorder:
         self.excluded_apps = excluded_apps
         self._route = catalogue.guard("http_server_request_duration_seconds", "route")
         self._children: dict[tuple[str, str, str], Any] = {}
+        self._resolved: dict[tuple[str, str | None, str | None, int], Any] = {}
         self._authorized_children: dict[tuple[str, str, str], Any] = {}
         self._exception_children: dict[tuple[str, str], Any] = {}
         self._query_children: dict[str, Any] = {}
@@ -62,15 +67,19 @@ class RequestRecorder:
             user = user_id(request)
             if user is not None:
                 self.active_users.seen(user)
-        match = request.resolver_match
-        if match is not None and self.excluded_apps.intersection(match.app_names):
-            return
         method = request.method if request.method in STANDARD_METHODS else "_OTHER"
-        route = self._route(match.route) if match is not None else UNMATCHED_ROUTE
-        key = (method, route, str(status))
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.catalogue.request_duration.labels(*key)
+        match = request.resolver_match
+        # Label children are resolved once per (method, route, app, status): a dict lookup per request.
+        cached = (method, match.route, match.app_name, status) if match is not None else (method, None, None, status)
+        resolved = self._resolved.get(cached)
+        if resolved is None:
+            resolved = self._resolve(match, method, status)
+            # A route folded into __other__ is resolved again each time: the overflow counter counts them.
+            if len(self._resolved) < _RESOLVED_LIMIT and (resolved is _EXCLUDED or resolved[1] != OTHER):
+                self._resolved[cached] = resolved
+        if resolved is _EXCLUDED:
+            return
+        child, route, key = resolved
         exemplar = None
         if self.exemplars:
             context = span_context(request)
@@ -91,6 +100,17 @@ class RequestRecorder:
             if child is None:
                 child = self._authorized_children[key] = self.catalogue.authorized_invoke_duration.labels(*key)
             child.observe(seconds)
+
+    def _resolve(self, match: Any, method: str, status: int) -> Any:
+        """``(histogram child, route label, label values)``, or ``_EXCLUDED`` for an excluded app."""
+        if match is not None and self.excluded_apps.intersection(match.app_names):
+            return _EXCLUDED
+        route = self._route(match.route) if match is not None else UNMATCHED_ROUTE
+        key = (method, route, str(status))
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.catalogue.request_duration.labels(*key)
+        return child, route, key
 
     def _record_queries(self, route: str, queries: QueryStats) -> None:
         child = self._query_children.get(route)

@@ -54,3 +54,19 @@ def test_contrib_django_middleware_keeps_what_instrument_was_given():
 
     for name in ("_tracer", "_otel_request_hook", "_otel_response_hook", "_excluded_urls"):
         assert hasattr(_DjangoMiddleware, name), name
+
+
+def test_structlog_context_variables_live_in_one_dict():
+    # logging/setup.py skips merge_contextvars while structlog.contextvars._CONTEXT_VARS is empty: structlog
+    # must create each bound variable in that very dict.
+    import structlog
+
+    from django_observe.logging import setup
+
+    assert setup._STRUCTLOG_VARS is structlog.contextvars._CONTEXT_VARS
+    structlog.contextvars.bind_contextvars(private_api_probe="x")
+    try:
+        assert "structlog_private_api_probe" in setup._STRUCTLOG_VARS
+        assert setup.merge_contextvars(None, "info", {})["private_api_probe"] == "x"
+    finally:
+        structlog.contextvars.unbind_contextvars("private_api_probe")
