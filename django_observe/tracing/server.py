@@ -165,6 +165,12 @@ class ServerSpans:
         self._on_finish = self._finish_options if (self._response_headers or response_hooks) else None
         self._tracer = trace.get_tracer("django_observe", tracer_provider=tracer_provider)
         self._extract = propagate.extract
+        # The headers the configured propagators read (traceparent, tracestate, baggage by default): a request
+        # with none of them has no remote parent, and skips the extraction: it gets the empty context
+        # extract() would return (a root span, whatever span is current).
+        fields = propagate.get_global_textmap().fields
+        self._carrier_keys = tuple("HTTP_" + f.upper().replace("-", "_") for f in fields) if fields else None
+        self._no_parent = context.Context()
         self._attach, self._detach = context.attach, context.detach
         self._in_context = trace.set_span_in_context
         self._getter = _MetaGetter()
@@ -181,7 +187,12 @@ class ServerSpans:
             return None
         method = request.method if request.method in STANDARD_METHODS else "_OTHER"
         # _MetaGetter has the two methods of OpenTelemetry's Getter; subclassing it would import the API here.
-        parent = self._extract(request.META, getter=self._getter)  # type: ignore[arg-type]
+        meta = request.META
+        keys = self._carrier_keys
+        if keys is None or any(key in meta for key in keys):
+            parent = self._extract(meta, getter=self._getter)  # type: ignore[arg-type]
+        else:
+            parent = self._no_parent
         span = self._tracer.start_span(
             method if method != "_OTHER" else "HTTP",
             context=parent,

@@ -88,14 +88,16 @@ class _DropOrphanClientSpans:
     time) would be a one-span trace of noise; it is dropped. Everything else is up to the wrapped sampler."""
 
     def __init__(self, delegate: Any):
-        self.delegate = delegate
-
-    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None):
         from opentelemetry import trace
         from opentelemetry.sdk.trace.sampling import Decision, SamplingResult
 
-        if kind == trace.SpanKind.CLIENT and not trace.get_current_span(parent_context).get_span_context().is_valid:
-            return SamplingResult(Decision.DROP)
+        self.delegate = delegate
+        self._client, self._current_span = trace.SpanKind.CLIENT, trace.get_current_span
+        self._drop = SamplingResult(Decision.DROP)
+
+    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None):
+        if kind == self._client and not self._current_span(parent_context).get_span_context().is_valid:
+            return self._drop
         return self.delegate.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
 
     def get_description(self) -> str:
