@@ -41,6 +41,9 @@ COMPONENT_TYPES = {
     "memory": "system",
 }
 
+# Built-in checks that run only when HEALTH_CHECK_OPTIONS enables them: the queue check waits for every
+# worker's inspect reply (up to a second, longer on brokers that poll, such as the filesystem transport).
+OPT_IN = frozenset({"celery_queues"})
 MEASUREMENTS = {"disk": "utilization", "memory": "utilization", "celery": "connections", "celery_queues": "queues"}
 
 
@@ -188,7 +191,7 @@ def build_specs(
                 f'DJANGO_OBSERVE["HEALTH_CHECK_OPTIONS"][{check_id!r}] must be a dict with the keys '
                 f'"critical", "timeout", "enabled", got {opts!r}'
             )
-        if not opts.get("enabled", True):
+        if not opts.get("enabled", check_id not in OPT_IN):
             continue
         timeout = float(opts.get("timeout", default_timeout))
         if timeout <= 0:

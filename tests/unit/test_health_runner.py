@@ -110,3 +110,22 @@ def test_select_critical_and_exclude():
     runner = HealthRunner([spec("a", Counting()), spec("b", Counting(), critical=False), spec("c", Counting())])
     assert [s.id for s in runner.select(critical_only=True)] == ["a", "c"]
     assert [s.id for s in runner.select(exclude={"a"})] == ["b", "c"]
+
+
+def test_the_queue_check_runs_only_when_enabled():
+    import types
+
+    from django_observe import conf
+    from django_observe.health.registry import build_specs
+
+    app = types.SimpleNamespace(main="proj")
+
+    def specs(options):
+        config = conf.load_config(
+            types.SimpleNamespace(DEBUG=False, DJANGO_OBSERVE={"HEALTH_CHECK_OPTIONS": options}), environ={}
+        )
+        return {spec.id: spec for spec in build_specs(config, databases=[], caches={}, celery_app=app)}
+
+    assert "celery_queues" not in specs({}) and "celery" in specs({})
+    enabled = specs({"celery_queues": {"enabled": True}})
+    assert "celery_queues" in enabled and enabled["celery_queues"].critical is False
