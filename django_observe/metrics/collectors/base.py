@@ -32,6 +32,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("django_observe.metrics")
+# Set on a Deadline's thread when its read overran (see ScrapeErrors.failed).
+OVERRUN_ATTR = "django_observe_overrun"
 
 T = TypeVar("T")
 
@@ -50,7 +52,12 @@ class ScrapeErrors:
         self._lock = threading.Lock()
 
     def failed(self, collector: str, exc: BaseException, target: str = "") -> None:
-        """Count one failure; log it unless this collector logged less than ``log_every`` seconds ago."""
+        """Count one failure; log it unless this collector logged less than ``log_every`` seconds ago.
+
+        A read that overran its deadline was counted then (as a timeout): what it reports afterwards is not.
+        """
+        if getattr(threading.current_thread(), OVERRUN_ATTR, False):
+            return
         now = time.monotonic()
         with self._lock:
             self.counts[collector] = self.counts.get(collector, 0) + 1
@@ -125,6 +132,7 @@ class Deadline:
             thread.start()
         thread.join(self.timeout)
         if thread.is_alive():
+            setattr(thread, OVERRUN_ATTR, True)
             raise TimeoutError(f"collector {name} took longer than {self.timeout:g}s")
         if "error" in box:
             raise box["error"]

@@ -60,7 +60,9 @@ class RedisCollector(ScrapeCollector):
             from redis.backoff import NoBackoff
             from redis.retry import Retry
 
-            seconds = self.deadline.timeout
+            # Below the deadline: a server that accepts and never answers fails the read itself (counted once)
+            # instead of racing the deadline's own timeout.
+            seconds = self.deadline.timeout * 0.8
             client = self._clients[name] = redis.Redis.from_url(
                 self.targets[name],
                 socket_timeout=seconds,
