@@ -15,6 +15,7 @@ Sync and async capable: under ASGI it adds no thread hop.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import time
 from collections.abc import Callable
@@ -24,10 +25,10 @@ from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefuncti
 from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, get_script_prefix, reverse
 
-from .correlation import bind_correlation_id, reset_correlation_id
+from .correlation import correlation_id_var
 from .health import views as health_views
 from .logging.request_line import RequestLine
-from .queries import QueryCounter, QueryStats, log_repeated
+from .queries import QueryStats, log_repeated, query_stats_var
 from .requestinfo import EXCEPTION_ATTR, route, user_id
 from .runtime import get_runtime
 from .sqlcomment import SqlComments
@@ -55,11 +56,18 @@ def probe_routes() -> dict[str, Callable[..., Any]]:
     return routes
 
 
-def _release(token: Any) -> None:
+def _reset(var: contextvars.ContextVar, token: Any) -> None:
     try:
-        reset_correlation_id(token)
-    except ValueError:  # closed from another context: just clear it
-        bind_correlation_id(None)
+        var.reset(token)
+    except ValueError:  # ended in another context (a response closed elsewhere): just clear it
+        var.set(None)
+
+
+def _release(token: Any) -> None:
+    _reset(correlation_id_var, token)
+
+
+_EXPOSE = "access-control-expose-headers"
 
 
 class ObserveMiddleware:
@@ -78,25 +86,28 @@ class ObserveMiddleware:
             markcoroutinefunction(self)
         runtime = get_runtime()
         config = runtime.config
-        self.bypass = config.health_probe_bypass
-        self._probes: dict[str, Callable[..., Any]] | None = None
-        self.policy = runtime.correlation
+        # None: the probe routes, resolved on the first request (the URLconf is loaded by then); {}: no bypass.
+        self._probes: dict[str, Callable[..., Any]] | None = None if config.health_probe_bypass else {}
+        self.accept = runtime.correlation.accept
+        self.new_id = runtime.correlation.new
         self.meta_keys = tuple("HTTP_" + name.upper().replace("-", "_") for name in config.correlation_headers)
         self.response_header = config.correlation_headers[0]
+        self._header_key = self.response_header.lower()
         self.request_line = RequestLine.from_config(config)
         self.recorder = runtime.metrics.recorder if runtime.metrics is not None else None
         self.spans = runtime.tracing.spans if runtime.tracing is not None else None
-        self.queries = runtime.queries if runtime.queries is not None else QueryCounter(enabled=False)
+        queries = runtime.queries
+        # The per-request QueryStats threshold, or None when DB_QUERY_STATS is off.
+        self.query_threshold = queries.threshold if queries is not None and queries.enabled else None
         self.sql_comments = runtime.sql_comments
 
     # --- the three jobs
 
     def _probe(self, request: HttpRequest) -> Callable[..., Any] | None:
-        if not self.bypass:
-            return None
-        if self._probes is None:
-            self._probes = probe_routes()
-        return self._probes.get(request.path_info)
+        probes = self._probes
+        if probes is None:
+            probes = self._probes = probe_routes()
+        return probes.get(request.path_info) if probes else None
 
     def _correlation_id(self, request: HttpRequest) -> str:
         meta = request.META
@@ -104,27 +115,46 @@ class ObserveMiddleware:
             value = meta.get(key)
             if value is not None:
                 # The first header present decides; an invalid value is replaced, never echoed or logged.
-                return self.policy.accept(value) or self.policy.new()
-        return self.policy.new()
+                return self.accept(value) or self.new_id()
+        return self.new_id()
 
     def _finish(
-        self, request: HttpRequest, response: HttpResponse, start: int, metrics_token: Any, query_token: Any
+        self,
+        request: HttpRequest,
+        response: HttpResponse,
+        start: int,
+        correlation_id: str,
+        metrics_token: Any,
+        query_token: Any,
     ) -> None:
-        stats: QueryStats | None = QueryCounter.end(query_token)
+        stats: QueryStats | None = None
+        if query_token is not None:
+            stats = query_stats_var.get()
+            _reset(query_stats_var, query_token)
         if self.recorder is not None:
             seconds = (time.perf_counter_ns() - start) / 1e9
             self.recorder.end(request, response.status_code, seconds, metrics_token, stats)
+        # The correlation ID header. ResponseHeaders.__setitem__ checks the name's and the value's charset and
+        # line breaks; the name is checked at start-up and the ID is printable ASCII (the policy refuses the
+        # rest), so the pair goes straight to the store (tests/unit/test_private_apis.py fails if Django
+        # changes it).
         header = self.response_header
-        response[header] = request.correlation_id
-        exposed = response.get("Access-Control-Expose-Headers")
-        if not exposed:
-            response["Access-Control-Expose-Headers"] = header
-        elif header.lower() not in (h.strip().lower() for h in exposed.split(",")):
-            response["Access-Control-Expose-Headers"] = f"{exposed}, {header}"
+        store = response.headers._store
+        if correlation_id.isascii() and correlation_id.isprintable():
+            store[self._header_key] = (header, correlation_id)
+        else:
+            response[header] = correlation_id
+        # Browsers read Access-Control-Expose-Headers only on cross-origin requests, which send Origin.
+        if "HTTP_ORIGIN" in request.META:
+            exposed = store.get(_EXPOSE)
+            if exposed is None:
+                store[_EXPOSE] = ("Access-Control-Expose-Headers", header)
+            elif header.lower() not in (h.strip().lower() for h in exposed[1].split(",")):
+                response["Access-Control-Expose-Headers"] = f"{exposed[1]}, {header}"
         if stats is not None and stats.repeated:
             log_repeated(stats, method=request.method, route=route(request))
         if self.request_line is not None:
-            self.request_line.write(request, response, start, stats)
+            self.request_line.write(request, response, start, stats, correlation_id)
 
     def _end_span(
         self, request: HttpRequest, span: Any, response: HttpResponse | None, exc: BaseException | None = None
@@ -144,26 +174,32 @@ class ObserveMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self.__acall__(request)
-        view = self._probe(request)
-        if view is not None:
-            return async_to_sync(view)(request) if iscoroutinefunction(view) else view(request)
+        probes = self._probes
+        if probes is None:
+            probes = self._probes = probe_routes()
+        if probes:
+            view = probes.get(request.path_info)
+            if view is not None:
+                return async_to_sync(view)(request) if iscoroutinefunction(view) else view(request)
         start = time.perf_counter_ns()
-        request.correlation_id = self._correlation_id(request)
-        token = bind_correlation_id(request.correlation_id)
+        correlation_id = request.correlation_id = self._correlation_id(request)
+        token = correlation_id_var.set(correlation_id)
         span = self.spans.start(request) if self.spans is not None else None
         metrics_token = self.recorder.begin() if self.recorder is not None else None
-        query_token = self.queries.begin()
+        threshold = self.query_threshold
+        query_token = query_stats_var.set(QueryStats(threshold)) if threshold is not None else None
         comment_token = self.sql_comments.begin(request) if self.sql_comments is not None else None
         try:
             response = self.get_response(request)
-            self._finish(request, response, start, metrics_token, query_token)
+            self._finish(request, response, start, correlation_id, metrics_token, query_token)
         except BaseException as exc:
-            QueryCounter.end(query_token)
+            if query_token is not None:
+                _reset(query_stats_var, query_token)
             if comment_token is not None:
                 SqlComments.end(comment_token)
             if span is not None:
                 self._end_span(request, span, None, exc)
-            reset_correlation_id(token)
+            correlation_id_var.reset(token)
             raise
         if comment_token is not None:
             SqlComments.end(comment_token)
@@ -177,22 +213,24 @@ class ObserveMiddleware:
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
-        view = self._probe(request)
-        if view is not None:
-            return await view(request) if iscoroutinefunction(view) else view(request)
+        if self._probes != {}:
+            view = self._probe(request)
+            if view is not None:
+                return await view(request) if iscoroutinefunction(view) else view(request)
         start = time.perf_counter_ns()
-        request.correlation_id = self._correlation_id(request)
+        correlation_id = request.correlation_id = self._correlation_id(request)
         # Under ASGI each request runs in its own asyncio task, whose context ends with it: the ID
         # cannot leak into another request, and Django's own django.request line still carries it.
-        bind_correlation_id(request.correlation_id)
+        correlation_id_var.set(correlation_id)
         span = self.spans.start(request) if self.spans is not None else None
         metrics_token = self.recorder.begin() if self.recorder is not None else None
-        query_token = self.queries.begin()
+        threshold = self.query_threshold
+        query_token = query_stats_var.set(QueryStats(threshold)) if threshold is not None else None
         if self.sql_comments is not None:
             self.sql_comments.begin(request)  # the request's own asyncio task: its context ends with it
         try:
             response = await self.get_response(request)
-            self._finish(request, response, start, metrics_token, query_token)
+            self._finish(request, response, start, correlation_id, metrics_token, query_token)
         except BaseException as exc:
             if span is not None:
                 self._end_span(request, span, None, exc)

@@ -20,6 +20,7 @@ __all__ = [
     "add_task_context",
     "add_trace_context",
     "format_exception",
+    "format_timestamp",
     "normalize_level",
     "redact_secrets",
     "rename_event_to_message",
@@ -40,18 +41,24 @@ def _may_hold_secret(text: str) -> bool:
 
 
 _second: list = [None, ""]  # the last whole second formatted, and its text (most lines share it)
+# ".000Z" to ".999Z" (a fraction just below 1 can round up to 1000 when multiplied: it stays .999).
+_MILLIS = (*(f".{n:03d}Z" for n in range(1000)), ".999Z")
 
 
-def timestamp(logger: Any, method_name: str, event_dict: dict) -> dict:
-    """``timestamp``: RFC 3339 in UTC with milliseconds and ``Z`` (``2026-03-05T14:30:00.123Z``)."""
-    record = event_dict.get("_record")
-    created = record.created if record is not None else time.time()
+def format_timestamp(created: float) -> str:
+    """RFC 3339 in UTC with milliseconds and ``Z`` (``2026-03-05T14:30:00.123Z``) of a ``time.time()``."""
     second = int(created)
     cached = _second
     if cached[0] != second:
         cached[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         cached[0] = second
-    event_dict["timestamp"] = f"{cached[1]}.{int((created - second) * 1000):03d}Z"
+    return cached[1] + _MILLIS[int((created - second) * 1000)]
+
+
+def timestamp(logger: Any, method_name: str, event_dict: dict) -> dict:
+    """``timestamp``: RFC 3339 in UTC with milliseconds and ``Z`` (``2026-03-05T14:30:00.123Z``)."""
+    record = event_dict.get("_record")
+    event_dict["timestamp"] = format_timestamp(record.created if record is not None else time.time())
     return event_dict
 
 
@@ -92,7 +99,8 @@ def add_task_context(logger: Any, method_name: str, event_dict: dict) -> dict:
 
 
 class add_trace_context:  # noqa: N801 - used like the function processors beside it
-    """``trace_id``/``span_id`` (32/16 lowercase hex) of the active OpenTelemetry span.
+    """``trace_id``/``span_id`` (32/16 lowercase hex) of the active OpenTelemetry span, unless the event has
+    a ``trace_id`` already.
 
     A no-op unless tracing is enabled and the OpenTelemetry API is installed.
 
@@ -114,7 +122,7 @@ class add_trace_context:  # noqa: N801 - used like the function processors besid
             self._get_span = get_current_span
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict) -> dict:
-        if self._get_span is not None:
+        if self._get_span is not None and "trace_id" not in event_dict:  # explicit ids win (the request line's)
             context = self._get_span().get_span_context()
             if context.is_valid:
                 event_dict["trace_id"] = format(context.trace_id, "032x")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
-__all__ = ["JSONRenderer", "OrderedJSONRenderer", "TextRenderer", "escape"]
+__all__ = ["HUNDREDTHS", "JSONRenderer", "OrderedJSONRenderer", "TextRenderer", "escape", "quote"]
 
 # Unicode categories Cc (C0, DEL, C1 including U+009B CSI) and Cf (bidi overrides, zero-width characters,
 # soft hyphen, ...), the line and paragraph separators, and lone surrogates (stdout cannot encode them).
@@ -62,6 +63,11 @@ def _message(text: str) -> str:
 _JSON_HEAD = ("timestamp", "level", "logger", "message", "correlation_id")
 # json.dumps(value, default=str, separators=(",", ":")) without building an encoder for every line.
 _encode = json.JSONEncoder(default=str, separators=(",", ":")).encode
+# How json.dumps writes a str (ensure_ascii), in C: for lines written without an encoder's walk.
+quote = encode_basestring_ascii
+# f"{k // 100}{HUNDREDTHS[k % 100]}" is repr(k / 100) (and so json.dumps) for 0 <= k < 10**15, without the
+# float's round and repr (tests/unit/test_json_lines.py checks it).
+HUNDREDTHS = tuple(".0" if r == 0 else f".{r // 10}" if r % 10 == 0 else f".{r:02d}" for r in range(100))
 
 orjson: Any = None
 try:  # optional: about eight times cheaper than the json module for a request line

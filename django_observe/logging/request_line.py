@@ -17,10 +17,20 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..requestinfo import EXCEPTION_ATTR, OWN_APP, hex_ids, route, span_context, user_id
+from ..requestinfo import (
+    EXCEPTION_ATTR,
+    OWN_APP,
+    SPAN_CONTEXT_ATTR,
+    STANDARD_METHODS,
+    UNMATCHED_ROUTE,
+    hex_ids,
+    user_id,
+)
 from .flavours import REQUEST_LOGGER, TRACE_SAMPLED, USER_AGENT
+from .processors import format_timestamp, task_context
+from .renderers import HUNDREDTHS, quote
 from .sampling import RequestSampler
-from .setup import _ObserveFormatter
+from .setup import STRUCTLOG_CONTEXT_VARS, _ObserveFormatter, structlog_context_bound
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse
@@ -31,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["RequestLine"]
 
 USER_AGENT_CHARS = 512
+_ROUTES_KEPT = 1024
 
 
 _LEVEL_NAMES = {logging.INFO: "INFO", logging.WARNING: "WARNING", logging.ERROR: "ERROR"}
@@ -43,6 +54,11 @@ class _LineFacts:
 
     def __init__(self, name: str, levelname: str, created: float):
         self.name, self.levelname, self.created = name, levelname, created
+
+
+def _plain(text: str) -> bool:
+    """No ``=``, ``:`` or space: nothing redaction would look at (``_may_hold_secret`` in processors.py)."""
+    return "=" not in text and ":" not in text and " " not in text
 
 
 def _direct_handler(logger: logging.Logger, level: int) -> logging.StreamHandler | None:
@@ -80,12 +96,14 @@ class RequestLine:
             (``LOG_JSON_FLAVOR`` other than ``default``).
     """
 
-    __slots__ = ("flavor_fields", "logger", "sampler")
+    __slots__ = ("_logger_json", "_routes", "flavor_fields", "logger", "sampler")
 
     def __init__(self, sampler: RequestSampler | None = None, flavor_fields: bool = False):
         self.sampler = sampler
         self.flavor_fields = flavor_fields
         self.logger = logging.getLogger(REQUEST_LOGGER)
+        self._logger_json = quote(REQUEST_LOGGER)
+        self._routes: dict[str, str] = {}  # route -> its JSON string
 
     @classmethod
     def from_config(cls, config: ObserveConfig) -> RequestLine | None:
@@ -97,8 +115,16 @@ class RequestLine:
             flavor_fields=config.log_format == "json" and config.log_json_flavor != "default",
         )
 
-    def write(self, request: HttpRequest, response: HttpResponse, start_ns: int, stats: QueryStats | None) -> None:
-        """Log the line for ``request`` (``start_ns``: ``time.perf_counter_ns()`` when it arrived)."""
+    def write(
+        self,
+        request: HttpRequest,
+        response: HttpResponse,
+        start_ns: int,
+        stats: QueryStats | None,
+        correlation_id: str | None,
+    ) -> None:
+        """Log the line for ``request`` (``start_ns``: ``time.perf_counter_ns()`` when it arrived;
+        ``correlation_id``: the one bound for the request)."""
         status = response.status_code
         match = request.resolver_match
         if match is not None and status < 400 and OWN_APP in match.app_names:
@@ -107,10 +133,91 @@ class RequestLine:
         logger = self.logger
         if not logger.isEnabledFor(level):
             return
-        matched = route(request)
-        duration_ms = round((time.perf_counter_ns() - start_ns) / 1e6, 2)
+        matched = match.route if match is not None else UNMATCHED_ROUTE
+        # Durations are whole hundredths of a millisecond: integer arithmetic, no float round().
+        duration = (time.perf_counter_ns() - start_ns + 5_000) // 10_000
+        duration_ms = duration / 100
         if self.sampler is not None and not self.sampler.keep(request.path, matched, status, duration_ms):
             return
+        method, path = request.method, request.path
+        count, db = None, 0
+        if stats is not None:
+            count, db = stats.count, int(stats.seconds * 100_000 + 0.5)
+        attributes = request.__dict__
+        uid = user_id(request) if attributes.get("user") is not None else None
+        context = attributes.get(SPAN_CONTEXT_ATTR)
+        if context is not None and not context.is_valid:
+            context = None
+        exception = attributes.get(EXCEPTION_ATTR)
+        handler = _direct_handler(logger, level)
+        if handler is not None:
+            formatter: Any = handler.formatter
+            line = None
+            if (
+                formatter.direct_request_line
+                and exception is None
+                and not self.flavor_fields
+                and (context is not None or not formatter.trace_step)
+                and not (STRUCTLOG_CONTEXT_VARS and structlog_context_bound())
+                and not task_context.get()
+                and type(status) is int
+                and method in STANDARD_METHODS
+                and _plain(path)
+                and (uid is None or _plain(uid))
+            ):
+                # What the formatter's chain would write for this line (tests/unit/test_request_line.py
+                # compares the two), without building the event: the line is most of a request's cost.
+                route_json = self._routes.get(matched)
+                if route_json is None:
+                    route_json = quote(matched)
+                    if len(self._routes) < _ROUTES_KEPT:
+                        self._routes[matched] = route_json
+                path_json = quote(path)
+                cid = "" if correlation_id is None else f',"correlation_id":{quote(correlation_id)}'
+                queries = "" if count is None else f',"db_queries":{count},"db_ms":{db // 100}{HUNDREDTHS[db % 100]}'
+                user = "" if uid is None else f',"user_id":{quote(uid)}'
+                trace = (
+                    ""
+                    if context is None
+                    else f',"trace_id":"{context.trace_id:032x}","span_id":"{context.span_id:016x}"'
+                )
+                line = (
+                    f'{{"timestamp":"{format_timestamp(time.time())}","level":"{_LEVEL_NAMES[level]}",'
+                    f'"logger":{self._logger_json},"message":"{method} {path_json[1:]}{cid},"method":"{method}",'
+                    f'"path":{path_json},"route":{route_json},"status":{status},'
+                    f'"duration_ms":{duration // 100}{HUNDREDTHS[duration % 100]}{queries}{user}{trace}}}'
+                )
+            try:
+                if line is None:
+                    exc_info = (type(exception), exception, exception.__traceback__) if exception is not None else None
+                    facts = _LineFacts(logger.name, _LEVEL_NAMES[level], time.time())
+                    extra = self._fields(request, status, matched, duration_ms, count, db, uid, context)
+                    line = formatter.render(facts, f"{method} {path}", extra, exc_info)
+                with handler.lock:  # type: ignore[union-attr]
+                    handler.stream.write(line + handler.terminator)
+                    handler.stream.flush()
+                return
+            except Exception:  # as StreamHandler.emit does: report and carry on
+                extra = self._fields(request, status, matched, duration_ms, count, db, uid, context)
+                handler.handleError(self._record(request, level, extra, exception))
+                return
+        # makeRecord + handle is what Logger.log does, minus the call-site lookup (a stack walk on every
+        # request): the line's call site is always this method, so no handler can want it.
+        extra = self._fields(request, status, matched, duration_ms, count, db, uid, context)
+        logger.handle(self._record(request, level, extra, exception))
+
+    def _fields(
+        self,
+        request: HttpRequest,
+        status: int,
+        matched: str,
+        duration_ms: float,
+        count: int | None,
+        db: int,
+        uid: str | None,
+        context: Any,
+    ) -> dict[str, Any]:
+        """The line's fields (the record's ``extra``); ``db``: time in queries, in hundredths of a millisecond."""
         extra: dict[str, Any] = {
             "method": request.method,
             "path": request.path,
@@ -118,13 +225,10 @@ class RequestLine:
             "status": status,
             "duration_ms": duration_ms,
         }
-        if stats is not None:
-            extra["db_queries"] = stats.count
-            extra["db_ms"] = stats.milliseconds
-        uid = user_id(request)
+        if count is not None:
+            extra["db_queries"], extra["db_ms"] = count, db / 100
         if uid is not None:
             extra["user_id"] = uid
-        context = span_context(request)
         if context is not None:
             extra["trace_id"], extra["span_id"] = hex_ids(context)
             if self.flavor_fields:
@@ -133,23 +237,9 @@ class RequestLine:
             agent = request.META.get("HTTP_USER_AGENT")
             if agent:
                 extra[USER_AGENT] = agent[:USER_AGENT_CHARS]
-        exception = request.__dict__.get(EXCEPTION_ATTR)
+        return extra
+
+    def _record(self, request: HttpRequest, level: int, extra: dict[str, Any], exception: Any) -> logging.LogRecord:
         exc_info = (type(exception), exception, exception.__traceback__) if exception is not None else None
         message = f"{request.method} {request.path}"
-        handler = _direct_handler(logger, level)
-        if handler is not None:
-            facts = _LineFacts(logger.name, _LEVEL_NAMES[level], time.time())
-            try:
-                line = handler.formatter.render(facts, message, extra, exc_info)  # type: ignore[union-attr]
-                with handler.lock:  # type: ignore[union-attr]
-                    handler.stream.write(line + handler.terminator)
-                    handler.stream.flush()
-                return
-            except Exception:  # as StreamHandler.emit does: report and carry on
-                record = logger.makeRecord(logger.name, level, __file__, 0, message, (), exc_info, "write", extra)
-                handler.handleError(record)
-                return
-        # makeRecord + handle is what Logger.log does, minus the call-site lookup (a stack walk on every
-        # request): the line's call site is always this method, so no handler can want it.
-        record = logger.makeRecord(logger.name, level, __file__, 0, message, (), exc_info, "write", extra)
-        logger.handle(record)
+        return self.logger.makeRecord(self.logger.name, level, __file__, 0, message, (), exc_info, "write", extra)

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import structlog
 
+from ..redaction import get_redactor
 from . import processors
 from .flavours import Service, flavor_processor
 from .renderers import JSONRenderer, OrderedJSONRenderer, TextRenderer
@@ -55,12 +56,17 @@ def level_number(name: str) -> int:
 
 # structlog creates its context variables on the first bind_contextvars(), in this dict (private: guarded by
 # tests/unit/test_private_apis.py).
-_STRUCTLOG_VARS: dict = structlog.contextvars._CONTEXT_VARS
+STRUCTLOG_CONTEXT_VARS: dict = structlog.contextvars._CONTEXT_VARS
+
+
+def structlog_context_bound() -> bool:
+    """A structlog context variable holds a value here: ``merge_contextvars`` would add it to a line."""
+    return any(var.get(...) is not ... for var in STRUCTLOG_CONTEXT_VARS.values())
 
 
 def merge_contextvars(logger: Any, method_name: str, event_dict: dict) -> dict:
     """structlog's ``merge_contextvars``, skipped while nothing was ever bound (it copies the whole context)."""
-    if not _STRUCTLOG_VARS:
+    if not STRUCTLOG_CONTEXT_VARS:
         return event_dict
     return cast(dict, structlog.contextvars.merge_contextvars(logger, method_name, event_dict))  # the same dict
 
@@ -99,6 +105,9 @@ def _render_chain(
     return [*chain, JSONRenderer()] if flavour is None else [*chain, flavour, OrderedJSONRenderer()]
 
 
+# The request line's fields that redaction would look at (the others are in redact_secrets' safe keys).
+_LINE_FIELDS = ("message", "path", "db_queries", "db_ms", "user_id")
+
 # Attributes every LogRecord has; anything else on a record came from ``extra={...}``.
 _RECORD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -122,6 +131,14 @@ class _ObserveFormatter(structlog.stdlib.ProcessorFormatter):
             self.fmt, tuple(redact_keys), show_trace, flavor, Service(**(service or {})), gcp_project
         )
         trace_sampled = flavor == "gcp"
+        # The request line may be written without the chain (logging/request_line.py) when the chain would
+        # only add the head and encode it: JSON without a flavour and no configured secret key among the
+        # line's field names. With the trace step (``trace_step``), only a line that has its trace ids.
+        redactor = get_redactor(tuple(redact_keys))
+        self.direct_request_line = (
+            self.fmt == "json" and flavor == "default" and not any(map(redactor.is_secret_key, _LINE_FIELDS))
+        )
+        self.trace_step = otel_enabled
         shared = _shared_chain(otel_enabled, trace_sampled)
         # Standard-library records skip add_logger_name: the name is set from the record.
         self._chain = [p for p in shared if p is not structlog.stdlib.add_logger_name] + render

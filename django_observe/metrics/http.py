@@ -63,7 +63,7 @@ class RequestRecorder:
         self.active.dec()
         state = request_state.get()
         request_state.reset(token)
-        if self.active_users is not None:
+        if self.active_users is not None and request.__dict__.get("user") is not None:
             user = user_id(request)
             if user is not None:
                 self.active_users.seen(user)
@@ -94,7 +94,12 @@ class RequestRecorder:
             child.observe(seconds)
             self.exemplar_store.record(self._histogram_name, key, seconds, exemplar["trace_id"], exemplar["span_id"])
         if queries is not None:
-            self._record_queries(route, queries)
+            query_child = self._query_children.get(route)
+            if query_child is None:
+                query_child = self._query_children[route] = self.catalogue.request_db_queries.labels(route)
+            query_child.observe(queries.count)
+            if queries.repeated:
+                self.catalogue.repeated_queries.labels(route).inc()
         if state is not None and state.authorized:
             child = self._authorized_children.get(key)
             if child is None:
@@ -111,14 +116,6 @@ class RequestRecorder:
         if child is None:
             child = self._children[key] = self.catalogue.request_duration.labels(*key)
         return child, route, key
-
-    def _record_queries(self, route: str, queries: QueryStats) -> None:
-        child = self._query_children.get(route)
-        if child is None:
-            child = self._query_children[route] = self.catalogue.request_db_queries.labels(route)
-        child.observe(queries.count)
-        if queries.repeated:
-            self.catalogue.repeated_queries.labels(route).inc()
 
     def exception(self, request: Any, exception: BaseException) -> None:
         match = request.resolver_match

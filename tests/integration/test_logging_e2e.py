@@ -53,7 +53,9 @@ def test_json_lines_carry_the_request_correlation_id(gunicorn_json):
     )
     assert response.status_code == 200
     assert response.headers["X-Correlation-ID"] == "req_abc123"
-    assert "X-Correlation-ID" in response.headers["Access-Control-Expose-Headers"]
+    assert "Access-Control-Expose-Headers" not in response.headers  # same-origin: browsers do not read it
+    cross = requests.get(server.url + "/api/work", headers={"Origin": "https://app.example"}, timeout=10)
+    assert "X-Correlation-ID" in cross.headers["Access-Control-Expose-Headers"]
     lines = support.wait_until(
         lambda: [e for e in json_lines(server.output()) if e.get("correlation_id") == "req_abc123"],
         message="log lines of req_abc123",

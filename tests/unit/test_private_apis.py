@@ -63,10 +63,10 @@ def test_structlog_context_variables_live_in_one_dict():
 
     from django_observe.logging import setup
 
-    assert setup._STRUCTLOG_VARS is structlog.contextvars._CONTEXT_VARS
+    assert setup.STRUCTLOG_CONTEXT_VARS is structlog.contextvars._CONTEXT_VARS
     structlog.contextvars.bind_contextvars(private_api_probe="x")
     try:
-        assert "structlog_private_api_probe" in setup._STRUCTLOG_VARS
+        assert "structlog_private_api_probe" in setup.STRUCTLOG_CONTEXT_VARS
         assert setup.merge_contextvars(None, "info", {})["private_api_probe"] == "x"
     finally:
         structlog.contextvars.unbind_contextvars("private_api_probe")

@@ -1,10 +1,13 @@
 """The request line's direct path: taken only when a record would reach our stream handler and nothing
 else, and writing exactly the line the logging path writes."""
 
+import contextlib
 import io
 import json
 import logging
+import re
 import time
+import urllib.parse
 
 import pytest
 from django.http import HttpResponse
@@ -32,7 +35,8 @@ def write_line(handler, status=200, path="/api/items/7?x=1", change=None):
             change(handler)
         request = RequestFactory().get(path, HTTP_USER_AGENT="curl/8.5")
         request.resolver_match = None
-        RequestLine(flavor_fields=True).write(request, HttpResponse(status=status), time.perf_counter_ns(), None)
+        line = RequestLine(flavor_fields=True)
+        line.write(request, HttpResponse(status=status), time.perf_counter_ns(), None, "req_abc")
     finally:
         root.handlers[:], root.filters[:], level = saved
         root.setLevel(level)
@@ -110,3 +114,117 @@ def test_any_other_set_up_gets_a_record(root_handler, monkeypatch, change):
     finally:
         logging.getLogger("django_observe").handlers[:] = []
     assert len(records) == 1 and records[0].getMessage() == "GET /api/items/7"
+
+
+TIMESTAMP = re.compile(r'^\{"timestamp":"[^"]*"')
+
+
+class _Clock:
+    """A stand-in for the time module in request_line: every request takes 1234567 ns at a fixed instant."""
+
+    def __init__(self, wall=1764590400.1239, elapsed_ns=1_234_567):
+        self.wall, self.elapsed_ns = wall, elapsed_ns
+
+    def time(self):
+        return self.wall
+
+    def perf_counter_ns(self):
+        return 10**12 + self.elapsed_ns
+
+
+class _SpanContext:
+    is_valid = True
+
+    def __init__(self):
+        self.trace_id, self.span_id = 0x0AF7651916CD43DD8448EB211C80319C, 0x00F067AA0BA902B7
+        self.trace_flags = type("Flags", (), {"sampled": True})()
+
+
+class _User:
+    is_authenticated = True
+
+    def __init__(self, pk):
+        self.pk = pk
+
+
+def _one_line(handler, path, *, uid=None, traced=False, queries=None, correlation_id="req_abc", status=200):
+    from django.urls import ResolverMatch
+
+    from django_observe.correlation import correlation_context
+    from django_observe.queries import QueryStats
+    from django_observe.requestinfo import SPAN_CONTEXT_ATTR
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.filters[:], root.level
+    root.handlers[:], root.filters[:] = [handler], []
+    root.setLevel(logging.INFO)
+    try:
+        request = RequestFactory().get(path)
+        request.resolver_match = ResolverMatch(lambda r: None, (), {}, route='api/<str:name>/"x"\\é')
+        if uid is not None:
+            request.user = _User(uid)
+        if traced:
+            setattr(request, SPAN_CONTEXT_ATTR, _SpanContext())
+        stats = None
+        if queries is not None:
+            stats = QueryStats(10)
+            for seconds in queries:
+                stats.add("SELECT 1", seconds)
+        with correlation_context(correlation_id) if correlation_id else contextlib.nullcontext():
+            RequestLine().write(request, HttpResponse(status=status), 10**12, stats, correlation_id)
+    finally:
+        root.handlers[:], root.filters[:], level = saved
+        root.setLevel(level)
+
+
+@pytest.mark.parametrize(
+    "path", ["/ping", '/a"b', "/caf\u00e9", "/back\\slash", "/x%20y", "/tab\tx", "/key=value", "/a:b", "/\u2028"]
+)
+@pytest.mark.parametrize(
+    "case",
+    [
+        {},
+        {"uid": "42"},
+        {"uid": 'na"me'},
+        {"uid": "token=abc"},
+        {"traced": True},
+        {"queries": []},
+        {"queries": [0.0123456, 0.000004, 1.5]},
+        {"correlation_id": None},
+        {"status": 404},
+        {"status": 503, "traced": True, "uid": "7", "queries": [0.25]},
+    ],
+)
+@pytest.mark.parametrize("otel", [False, True])
+def test_the_written_json_line_is_the_formatter_chain_line_to_the_byte(root_handler, monkeypatch, path, case, otel):
+    from django_observe.logging import request_line
+
+    handler, stream = root_handler
+    formatter = JSONFormatter(otel_enabled=otel)
+    handler.setFormatter(formatter)
+    monkeypatch.setattr(request_line, "time", _Clock())
+    rendered = []
+    real_render = formatter.render
+    monkeypatch.setattr(formatter, "render", lambda *a, **k: rendered.append(1) or real_render(*a, **k))
+    _one_line(handler, path, **case)
+    written, chain_ran = stream.getvalue(), bool(rendered)
+    stream.seek(0)
+    stream.truncate()
+    handler.addFilter(lambda record: True)  # through logging and the whole chain
+    _one_line(handler, path, **case)
+    # The chain's timestamp is its LogRecord's (logging's clock): the rest is compared byte for byte.
+    assert TIMESTAMP.sub("", written) == TIMESTAMP.sub("", stream.getvalue())
+    line = json.loads(written)
+    assert line["duration_ms"] == 1.23 and line["timestamp"] == "2025-12-01T12:00:00.123Z"
+    plain = not any(c in urllib.parse.unquote(path) for c in "=: ") and case.get("uid") != "token=abc"
+    assert chain_ran == (not plain or (otel and not case.get("traced")))  # the chain ran only when needed
+
+
+def test_hundredths_are_written_as_the_float_repr():
+    import random
+
+    from django_observe.logging.renderers import HUNDREDTHS
+
+    rng = random.Random(7)
+    for k in [*range(100_000), *(rng.randrange(10**15) for _ in range(20_000))]:
+        assert f"{k // 100}{HUNDREDTHS[k % 100]}" == repr(k / 100)
