@@ -120,8 +120,10 @@ _SEP = r"(?:\s|%20)*(?:[=:]|%3[dDaA])(?:\s|%20)*"
 _KEY_CHARS = r"[\w.\[\]-]*"
 _KEY_CHARS_ENCODED = r"[\w.\[\]-]*(?:%5[bd][\w.\[\]-]*)*"
 # A value after the separator: quoted (up to the same closing quote, or the end of the line when it never
-# closes) or bare (up to a space, ``&``, ``,``, ``;`` or a quote).
-_VALUE = rf"(?:(?P<quote>{_QUOTE})(?:(?!(?P=quote))(?:\\.|[^\n]))*(?P=quote)?|[^\s&'\",;]+)"
+# closes), a list or tuple as Python prints them (``<QueryDict: {'password': ['x']}>``, up to its first closing
+# bracket outside quotes, or the end of the line), or bare (up to a space, ``&``, ``,``, ``;`` or a quote).
+_LIST = r"""\[(?:'[^'\n]*'|"[^"\n]*"|[^\]\n])*\]?|\((?:'[^'\n]*'|"[^"\n]*"|[^)\n])*\)?"""
+_VALUE = rf"(?:(?P<quote>{_QUOTE})(?:(?!(?P=quote))(?:\\.|[^\n]))*(?P=quote)?|{_LIST}|[^\s&'\",;]+)"
 
 MAX_DEPTH = 16
 
@@ -198,7 +200,12 @@ class Redactor:
 
     def _pair(self, m: re.Match[str]) -> str:
         if not self.is_secret_key(m["key"]):
-            return m.group()
+            # The value of a harmless key may quote a secret pair (``note='password=x'``): it is scanned too.
+            text, split = m.group(), m.end("sep") - m.start()
+            value = text[split:]
+            if "=" in value or ":" in value or "%3" in value:
+                return text[:split] + m.re.sub(self._pair, value)
+            return text
         quote = m["quote"] or ""
         return f"{m['kq']}{m['key']}{m['kq']}{m['sep']}{quote}{REDACTED}{quote}"
 

@@ -157,11 +157,14 @@ def _shapes(key: str, secret: str, quoted: str) -> list[str]:
         f'{{"{key}":"{quoted}"}}',
         f"postgres://app:{secret}@db:5432/app",
         f"redis://:{secret}@cache",
+        f"<QueryDict: {{'{key}': ['{quoted}', 'ZqmoreQz']}}>",
+        f"{{'{key}': ('{quoted}',)}}",
+        f"keyword='{key}={bare}'",
     ]
 
 
 @settings(max_examples=150, deadline=None)
-@given(key=_KEY, secret=_SECRET, quoted=_SECRET_QUOTED, before=_FILLER, after=_FILLER, shape=st.integers(0, 8))
+@given(key=_KEY, secret=_SECRET, quoted=_SECRET_QUOTED, before=_FILLER, after=_FILLER, shape=st.integers(0, 11))
 def test_planted_secret_in_text_never_survives(key, secret, quoted, before, after, shape):
     planted = _shapes(key, secret, quoted)[shape]
     out = redact_text(f"{before} {planted} {after}")
@@ -291,3 +294,26 @@ def test_planted_secret_under_bracketed_form_key_never_survives(prefix, key, ind
         out = redact_text(f"{before} {planted}")
         assert "Zq" not in out and "Qz" not in out, out
     assert is_secret_key(form_key)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # request.POST as Django prints it: each value is a list.
+        (
+            "<QueryDict: {'user[password]': ['hunter2'], 'page': ['2']}>",
+            f"<QueryDict: {{'user[password]': {REDACTED}, 'page': ['2']}}>",
+        ),
+        ("{'password': ('a', 'b'), 'n': 1}", f"{{'password': {REDACTED}, 'n': 1}}"),
+        ('{"user": {"password": ["x", "y"]}}', f'{{"user": {{"password": {REDACTED}}}}}'),
+        ("password: ['a]b', 'c'] tail", f"password: {REDACTED} tail"),
+        # A harmless key that contains a fragment (key, token, ...) does not hide a pair in its value.
+        ("keyword='password=hunter2'", f"keyword='password={REDACTED}'"),
+        ("monkey='token=abc' x=1", f"monkey='token={REDACTED}' x=1"),
+        ("keyword=[{'password': 'x'}] ok", f"keyword=[{{'password': '{REDACTED}'}}] ok"),
+        ("keys: [1, 2] password=x", f"keys: [1, 2] password={REDACTED}"),
+    ],
+)
+def test_list_values_and_pairs_inside_harmless_values(text, expected):
+    assert redact_text(text) == expected
+    assert redact_text(expected) == expected
