@@ -27,6 +27,11 @@ POSTGRES_POOL_NAMES = frozenset(
 # tests/integration/test_celery_liveness_e2e.py scrapes them from a real beat.
 BEAT_NAMES = frozenset({"celery_beat_last_run_timestamp_seconds", "celery_beat_entry_interval_seconds"})
 
+# The GenAI client histograms have series only after an LLM call, which the Prometheus test does not make;
+# tests/integration/test_llm_trace.py scrapes them after real calls (openai SDK, local server).
+GENAI_METRICS = frozenset({"gen_ai_client_token_usage", "gen_ai_client_operation_duration_seconds"})
+GENAI_NAMES = frozenset(f"{metric}{suffix}" for metric in GENAI_METRICS for suffix in HISTOGRAM_SUFFIXES)
+
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _MATCHERS = re.compile(r"\{[^}]*\}")
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
@@ -61,6 +66,19 @@ def shipped_expressions() -> dict[str, str]:
             for target in panel.get("targets", []):
                 found[f"{path.name}:{panel['title']}:{target['refId']}"] = target["expr"]
     return found
+
+
+def grouping_labels(expr: str) -> set[str]:
+    """Labels an expression groups by (``sum by (a, b)``), without ``le``."""
+    found = set()
+    for clause in re.findall(r"\bby\s*\(([^)]*)\)", expr):
+        found |= {label.strip() for label in clause.split(",") if label.strip()}
+    return found - {"le"}
+
+
+def used_names() -> set[str]:
+    """Every metric (or recording rule) name the shipped rules and dashboards read."""
+    return {name for expr in shipped_expressions().values() for name in metric_names(expr)}
 
 
 def recorded_names() -> set[str]:

@@ -148,6 +148,50 @@ API = dashboard(
             40,
             "ops",
         ),
+        # LLM calls (django_observe.llm_call): the GenAI semantic conventions' client metrics.
+        panel(
+            "LLM tokens / s by model and token type",
+            [
+                (
+                    "sum by (gen_ai_request_model, gen_ai_token_type) (rate(gen_ai_client_token_usage_sum[5m]))",
+                    "{{gen_ai_request_model}} {{gen_ai_token_type}}",
+                )
+            ],
+            0,
+            48,
+        ),
+        panel(
+            "LLM tokens per call p95 by model and token type",
+            [
+                (
+                    "histogram_quantile(0.95, sum by (le, gen_ai_request_model, gen_ai_token_type)"
+                    " (rate(gen_ai_client_token_usage_bucket[5m])))",
+                    "{{gen_ai_request_model}} {{gen_ai_token_type}}",
+                )
+            ],
+            12,
+            48,
+        ),
+        panel(
+            "LLM call duration p50 / p95 / p99 by model",
+            quantiles("gen_ai_client_operation_duration_seconds", "gen_ai_request_model"),
+            0,
+            56,
+            "s",
+        ),
+        panel(
+            "LLM calls / s by model and error type (empty: success)",
+            [
+                (
+                    "sum by (gen_ai_request_model, error_type)"
+                    " (rate(gen_ai_client_operation_duration_seconds_count[5m]))",
+                    "{{gen_ai_request_model}} {{error_type}}",
+                )
+            ],
+            12,
+            56,
+            "ops",
+        ),
     ],
 )
 

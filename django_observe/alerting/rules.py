@@ -1,7 +1,7 @@
-"""Prometheus rules: the seed's fixed-threshold alerts and multi-burn-rate alerts for ``SLOS``.
+"""Prometheus rules: fixed-threshold alerts (with their recording rules) and multi-burn-rate alerts for ``SLOS``.
 
 Pure functions that return plain dicts; :mod:`django_observe.alerting.output` turns them into YAML and
-``manage.py observe_rules`` writes them. This module is the one source of the seed's rules:
+``manage.py observe_rules`` writes them. This module is the one source of the rules:
 ``deploy/prometheus/rules.yml`` is its output for the default configuration, which a test checks.
 
 Metric names follow the catalogue (:mod:`django_observe.metrics.catalogue`) with ``METRICS_NAMESPACE``
@@ -26,8 +26,8 @@ __all__ = [
     "prometheus_rule",
     "promql_string",
     "rule_file",
-    "seed_groups",
     "slo_groups",
+    "threshold_groups",
 ]
 
 REQUESTS = "http_server_request_duration_seconds"
@@ -49,8 +49,10 @@ def _alert(name: str, expr: str, for_: str, severity: str, summary: str, descrip
     return rule
 
 
-def seed_groups(namespace: str = "") -> list[dict[str, Any]]:
-    """The recording rules for the seed's PromQL and its critical and warning alerts.
+def threshold_groups(namespace: str = "") -> list[dict[str, Any]]:
+    """The fixed-threshold rules every rule file starts with, whatever ``SLOS`` holds: the recording rules
+    (request rate, error ratio and p95 latency, authorization latency and overhead, Celery failure ratio), then
+    the critical, warning and infrastructure alerts, each firing when a metric crosses a fixed threshold.
 
     Args:
         namespace: ``METRICS_NAMESPACE``, prefixed to every catalogue metric.
@@ -361,7 +363,7 @@ def slo_groups(objectives: Sequence[Objective], namespace: str = "") -> list[dic
 def rule_file(config: Any) -> dict[str, Any]:
     """The Prometheus rule file (``groups:``) for an :class:`~django_observe.conf.ObserveConfig`."""
     ns = config.metrics_namespace
-    return {"groups": seed_groups(ns) + slo_groups(config.slos, ns)}
+    return {"groups": threshold_groups(ns) + slo_groups(config.slos, ns)}
 
 
 def prometheus_rule(config: Any, name: str, labels: Mapping[str, str], namespace: str | None = None) -> dict[str, Any]:

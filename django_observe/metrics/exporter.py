@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import IO, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from ..security import bearer_token_matches
@@ -51,6 +51,7 @@ __all__ = [
     "make_app",
     "multiprocess_dir",
     "render",
+    "take_group_lock",
 ]
 
 logger = logging.getLogger("django_observe.metrics")
@@ -58,6 +59,33 @@ logger = logging.getLogger("django_observe.metrics")
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 _OWNED_MARKER = ".django_observe"
 _BASE_NAME = "django_observe_metrics"
+
+
+def take_group_lock(path: str, held: IO[str] | None) -> IO[str] | None:
+    """Election within a process group: the process whose open file holds an exclusive ``flock`` on ``path``
+    is elected (the metrics port, the OTLP metrics push). The lock goes with the process: when it dies, the
+    kernel releases it and the next sibling to try takes it.
+
+    Args:
+        path: the lock file in the group's multiprocess directory (created if missing).
+        held: what the previous call returned (None the first time, or after a failed try).
+
+    Returns:
+        The open file holding the lock (``held`` itself once elected; keep it open for the process's life),
+        or None when another process holds it (try again later).
+
+    Raises:
+        OSError: the lock file cannot be opened.
+    """
+    if held is not None:
+        return held
+    lock_file = open(path, "a")  # noqa: SIM115 - held for the process's life
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock_file.close()
+        return None
+    return lock_file
 
 
 def _alive(pid: int) -> bool:
@@ -430,13 +458,8 @@ class Exporter:
     def _elected(self) -> bool:
         if self.lock_path is None:
             return True
-        if self._lock_file is None:
-            self._lock_file = open(self.lock_path, "a")  # noqa: SIM115 - held for the process's life
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False
-        return True
+        self._lock_file = take_group_lock(self.lock_path, self._lock_file)
+        return self._lock_file is not None
 
     def _run(self) -> None:
         while not self._stopped.is_set():

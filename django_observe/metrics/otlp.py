@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import logging
 import os
 import socket
@@ -38,6 +37,7 @@ from typing import Any
 
 from ..identity import ServiceIdentity, instance_id
 from ..runtime import current
+from .exporter import make_registry, take_group_lock
 
 __all__ = ["HTTP_ATTRIBUTES", "MetricsPusher", "start", "to_metrics"]
 
@@ -228,16 +228,8 @@ class MetricsPusher:
         """This process holds the group's export lock (taken on the first call that finds it free)."""
         if self.lock_path is None:
             return True
-        if self._lock_file is None:
-            self._lock_file = open(self.lock_path, "a")  # noqa: SIM115 - held for the process's life
-            try:
-                fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except OSError:
-                self._lock_file.close()
-                self._lock_file = None
-                return False
-        return True
+        self._lock_file = take_group_lock(self.lock_path, self._lock_file)
+        return self._lock_file is not None
 
     def push(self) -> bool:
         """Export the current values once (if elected); True when the collector accepted them."""
@@ -277,12 +269,10 @@ class MetricsPusher:
 
 
 def _families(path: str | None, registry: Any) -> Iterable[Any]:
-    from . import exporter
-
     rt = current()
     collectors = list(rt.metrics.collectors) if rt is not None and rt.metrics is not None else []
     if path is not None:
-        yield from exporter.make_registry(path, collectors).collect()
+        yield from make_registry(path, collectors).collect()
         return
     yield from registry.collect()
     registered = set(getattr(registry, "_collector_to_names", {}))

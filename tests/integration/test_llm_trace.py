@@ -6,7 +6,7 @@ import json
 import pytest
 import requests
 
-from tests import support, support_llm, support_metrics, support_otlp
+from tests import promql, support, support_llm, support_metrics, support_otlp
 
 pytestmark = pytest.mark.integration
 
@@ -111,3 +111,6 @@ def test_the_chat_request_makes_the_seed_trace_and_counts_its_tokens(tmp_path):
     assert support_metrics.value(samples, f"{tokens}_count", **labels, gen_ai_token_type="input") == 2
     duration = "gen_ai_client_operation_duration_seconds_count"
     assert support_metrics.value(samples, duration, **labels, error_type="") == 2
+    # Every GenAI name the shipped dashboards query is exposed after real calls (the Prometheus test makes none).
+    queried = promql.used_names() & promql.GENAI_NAMES
+    assert queried and queried <= support_metrics.names(samples), queried - support_metrics.names(samples)

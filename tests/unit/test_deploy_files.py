@@ -1,5 +1,6 @@
 """deploy/ cannot be run here (no Docker engine, no cluster): check its structure against the app."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,68 @@ def test_example_ports_match_the_metrics_defaults():
     for path, port in (("web.yaml", web), ("worker.yaml", worker)):
         deployment = next(d for d in load_all(DEPLOY / "kubernetes" / path) if d["kind"] == "Deployment")
         assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+
+
+def _generated_dashboards():
+    import runpy
+
+    generated = runpy.run_path(str(DEPLOY / "grafana" / "generate.py"))
+    return {"api": generated["API"], "celery": generated["CELERY"], "infrastructure": generated["INFRA"]}
+
+
+def test_dashboards_are_the_generator_output():
+    for name, board in _generated_dashboards().items():
+        committed = (DEPLOY / "grafana" / "dashboards" / f"{name}.json").read_text()
+        assert committed == json.dumps(board, indent=2) + "\n", f"regenerate {name}: python deploy/grafana/generate.py"
+
+
+def test_panels_do_not_overlap():
+    for name, board in _generated_dashboards().items():
+        cells = {}
+        for p in board["panels"]:
+            g = p["gridPos"]
+            for x in range(g["x"], g["x"] + g["w"]):
+                for y in range(g["y"], g["y"] + g["h"]):
+                    assert (x, y) not in cells, f"{name}: {p['title']!r} overlaps {cells[(x, y)]!r}"
+                    cells[(x, y)] = p["title"]
+
+
+def test_genai_metrics_have_panels_that_query_what_the_catalogue_records():
+    """Each GenAI histogram of the catalogue has a panel; its names and grouping labels are what a call records."""
+    from prometheus_client import CollectorRegistry
+
+    from django_observe.metrics.catalogue import build_catalogue
+    from django_observe.metrics.genai import record_llm_call
+    from tests import promql
+
+    registry = CollectorRegistry()
+    catalogue = build_catalogue(registry=registry)
+    record_llm_call(
+        catalogue,
+        operation="chat",
+        provider="openai",
+        request_model="gpt-4o-mini",
+        response_model="gpt-4o-mini-2024-07-18",
+        seconds=0.5,
+        input_tokens=10,
+        output_tokens=20,
+        error_type=None,
+    )
+    labels: dict[str, set[str]] = {}
+    families = list(registry.collect())
+    assert {f.name for f in families} >= promql.GENAI_METRICS
+    for family in families:
+        for sample in family.samples:
+            labels.setdefault(sample.name, set()).update(sample.labels)
+
+    queried = set()
+    for where, expr in promql.shipped_expressions().items():
+        names = promql.metric_names(expr)
+        genai = {n for n in names if promql.base_name(n) in promql.GENAI_METRICS}
+        if not genai:
+            continue
+        queried |= {promql.base_name(n) for n in genai}
+        assert genai <= set(labels), (where, genai - set(labels))
+        available = set.intersection(*(labels[n] for n in genai))
+        assert promql.grouping_labels(expr) <= available, (where, promql.grouping_labels(expr) - available)
+    assert queried == promql.GENAI_METRICS, f"no panel queries {sorted(promql.GENAI_METRICS - queried)}"

@@ -157,11 +157,14 @@ def _shapes(key: str, secret: str, quoted: str) -> list[str]:
         f'{{"{key}":"{quoted}"}}',
         f"postgres://app:{secret}@db:5432/app",
         f"redis://:{secret}@cache",
+        f"<QueryDict: {{'{key}': ['{quoted}', 'ZqmoreQz']}}>",
+        f"{{'{key}': ('{quoted}',)}}",
+        f"keyword='{key}={bare}'",
     ]
 
 
 @settings(max_examples=150, deadline=None)
-@given(key=_KEY, secret=_SECRET, quoted=_SECRET_QUOTED, before=_FILLER, after=_FILLER, shape=st.integers(0, 8))
+@given(key=_KEY, secret=_SECRET, quoted=_SECRET_QUOTED, before=_FILLER, after=_FILLER, shape=st.integers(0, 11))
 def test_planted_secret_in_text_never_survives(key, secret, quoted, before, after, shape):
     planted = _shapes(key, secret, quoted)[shape]
     out = redact_text(f"{before} {planted} {after}")
@@ -192,3 +195,125 @@ def test_planted_secret_in_nested_structure_never_survives(data, key):
 
 def test_module_api():
     assert redaction.get_redactor(["A"]) is redaction.get_redactor(["a"])
+
+
+# Bracketed form keys (PHP, Rails, jQuery's $.param): the last bracketed name decides, brackets may be encoded.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "user[password]=ZqSECRETQz",
+        "data[api_key]=ZqSECRETQz",
+        "user%5Bpassword%5D=ZqSECRETQz",
+        "user%5bpassword%5d=ZqSECRETQz",
+        "user%5Bpassword%5D%3DZqSECRETQz",
+        "/login?user[name]=bob&user[password]=ZqSECRETQz&next=/",
+        "<WSGIRequest: POST '/login?user%5Bpassword%5D=ZqSECRETQz'>",
+        "user[profile][password]=ZqSECRETQz",
+        "user[password][]=ZqSECRETQz",
+        "items[0][token]=ZqSECRETQz",
+        "password[]=ZqSECRETQz",
+        "user[Password]=ZqSECRETQz",
+        "user[passwordConfirmation]=ZqSECRETQz",
+        "user[password_confirmation]=ZqSECRETQz",
+        "user[password]: ZqSECRETQz",
+        "{'user[password]': 'ZqSECRETQz'}",
+        '{"user[password]":"ZqSECRETQz"}',
+    ],
+)
+def test_bracketed_form_keys_are_redacted(text):
+    out = redact_text(text)
+    assert "ZqSECRET" not in out, out
+    assert REDACTED in out
+
+
+def test_bracketed_form_keys_keep_the_rest():
+    assert redact_text("user[name]=bob&user[password]=s3&page=2") == f"user[name]=bob&user[password]={REDACTED}&page=2"
+    assert redact_text("user%5Bpassword%5D=s3&page=2") == f"user%5Bpassword%5D={REDACTED}&page=2"
+
+
+@pytest.mark.parametrize(
+    "text", ["user[name]=bob", "password[hint]=pet", "tokens_used[0]=3", "user[monkey]=5", "token[]", "a[b]c=1"]
+)
+def test_harmless_bracketed_keys_are_kept(text):
+    assert redact_text(text) == text
+
+
+@pytest.mark.parametrize(
+    ("key", "secret"),
+    [
+        ("user[password]", True),
+        ("data[api_key]", True),
+        ("user%5Bpassword%5D", True),
+        ("user%5bapi_key%5d", True),
+        ("user[profile][secret]", True),
+        ("user[password][]", True),
+        ("items[0][token]", True),
+        ("key[0]", True),
+        ("user[password", True),  # brackets that do not pair up: the words decide
+        ("user[name]", False),
+        ("password[hint]", False),
+        ("tokens[]", False),
+        ("user%5Bname%5D", False),
+    ],
+)
+def test_bracketed_secret_key_names(key, secret):
+    assert is_secret_key(key) is secret
+
+
+def test_bracketed_keys_of_mappings_and_extra_keys():
+    # request.POST of a Rails-style form, as a dict
+    form = {"user[name]": "bob", "user[password]": "PW1", "user%5Bapi_key%5D": "KEY1", "page": "2"}
+    assert redact(form) == {"user[name]": "bob", "user[password]": REDACTED, "user%5Bapi_key%5D": REDACTED, "page": "2"}
+    assert redact_text("patient[ssn]=123-45", ["ssn"]) == f"patient[ssn]={REDACTED}"
+    assert is_secret_key("patient[ssn]", ["ssn"]) and not is_secret_key("patient[ssn]")
+
+
+_FORM_PREFIX = st.lists(st.sampled_from(["user", "data", "form", "items", "0", "profile", ""]), min_size=1, max_size=3)
+
+
+def _form_key(prefix: list[str], key: str, index: str, encoded: bool) -> str:
+    parts = [prefix[0] or "f", *prefix[1:], key]
+    text = parts[0] + "".join(f"[{p}]" for p in parts[1:]) + index
+    return text.replace("[", "%5B").replace("]", "%5D") if encoded else text
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    prefix=_FORM_PREFIX,
+    key=_KEY,
+    index=st.sampled_from(["", "[]", "[0]", "[3][]"]),
+    encoded=st.booleans(),
+    before=_FILLER,
+    secret=_SECRET,
+)
+def test_planted_secret_under_bracketed_form_key_never_survives(prefix, key, index, encoded, before, secret):
+    bare = secret.replace(":", "").replace("@", "").replace("/", "").replace("%", "")
+    bare = bare if len(bare) > 4 else "ZqbareQz"
+    form_key = _form_key(prefix, key, index, encoded)
+    for planted in (f"{form_key}={bare}", f"?a=1&{form_key}={bare}&b=2", f"{{'{form_key}': '{bare}'}}"):
+        out = redact_text(f"{before} {planted}")
+        assert "Zq" not in out and "Qz" not in out, out
+    assert is_secret_key(form_key)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # request.POST as Django prints it: each value is a list.
+        (
+            "<QueryDict: {'user[password]': ['hunter2'], 'page': ['2']}>",
+            f"<QueryDict: {{'user[password]': {REDACTED}, 'page': ['2']}}>",
+        ),
+        ("{'password': ('a', 'b'), 'n': 1}", f"{{'password': {REDACTED}, 'n': 1}}"),
+        ('{"user": {"password": ["x", "y"]}}', f'{{"user": {{"password": {REDACTED}}}}}'),
+        ("password: ['a]b', 'c'] tail", f"password: {REDACTED} tail"),
+        # A harmless key that contains a fragment (key, token, ...) does not hide a pair in its value.
+        ("keyword='password=hunter2'", f"keyword='password={REDACTED}'"),
+        ("monkey='token=abc' x=1", f"monkey='token={REDACTED}' x=1"),
+        ("keyword=[{'password': 'x'}] ok", f"keyword=[{{'password': '{REDACTED}'}}] ok"),
+        ("keys: [1, 2] password=x", f"keys: [1, 2] password={REDACTED}"),
+    ],
+)
+def test_list_values_and_pairs_inside_harmless_values(text, expected):
+    assert redact_text(text) == expected
+    assert redact_text(expected) == expected

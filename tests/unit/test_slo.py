@@ -218,11 +218,13 @@ def test_slo_rules_use_the_exposed_metric_names_and_labels():
     )
     latency = [r for r in slo[1]["rules"] if "record" in r][2]["expr"]
     assert 'shop_http_server_request_duration_seconds_bucket{route=~"api/.*",le="0.25"}[1h]' in latency
-    # Seed rules are namespaced too, except prometheus_client's process metrics.
-    seed = {r.get("alert") or r["record"]: r["expr"] for g in groups[:3] for r in g["rules"]}
-    assert "shop_health_check_status" in seed["HealthCheckFailing"]
-    assert "shop_celery_workers" in seed["CeleryWorkersAbsent"]
-    assert "rate(process_cpu_seconds_total[5m])" in seed["HighCPU"]
+    # The fixed-threshold rules are namespaced too, except prometheus_client's process metrics.
+    threshold = rules.threshold_groups("shop")
+    assert groups[: len(threshold)] == threshold
+    fixed = {r.get("alert") or r["record"]: r["expr"] for g in threshold for r in g["rules"]}
+    assert "shop_health_check_status" in fixed["HealthCheckFailing"]
+    assert "shop_celery_workers" in fixed["CeleryWorkersAbsent"]
+    assert "rate(process_cpu_seconds_total[5m])" in fixed["HighCPU"]
 
 
 def test_alerts_have_the_multiwindow_form():
