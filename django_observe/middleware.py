@@ -64,7 +64,10 @@ def _reset(var: contextvars.ContextVar, token: Any) -> None:
 
 
 def _release(token: Any) -> None:
-    _reset(correlation_id_var, token)
+    try:
+        correlation_id_var.reset(token)
+    except ValueError:  # closed from another context: just clear it
+        correlation_id_var.set(None)
 
 
 _EXPOSE = "access-control-expose-headers"
@@ -131,9 +134,9 @@ class ObserveMiddleware:
         if query_token is not None:
             stats = query_stats_var.get()
             _reset(query_stats_var, query_token)
+        elapsed = time.perf_counter_ns() - start
         if self.recorder is not None:
-            seconds = (time.perf_counter_ns() - start) / 1e9
-            self.recorder.end(request, response.status_code, seconds, metrics_token, stats)
+            self.recorder.end(request, response.status_code, elapsed / 1e9, metrics_token, stats)
         # The correlation ID header. ResponseHeaders.__setitem__ checks the name's and the value's charset and
         # line breaks; the name is checked at start-up and the ID is printable ASCII (the policy refuses the
         # rest), so the pair goes straight to the store (tests/unit/test_private_apis.py fails if Django
@@ -154,7 +157,7 @@ class ObserveMiddleware:
         if stats is not None and stats.repeated:
             log_repeated(stats, method=request.method, route=route(request))
         if self.request_line is not None:
-            self.request_line.write(request, response, start, stats, correlation_id)
+            self.request_line.write(request, response, elapsed, stats, correlation_id)
 
     def _end_span(
         self, request: HttpRequest, span: Any, response: HttpResponse | None, exc: BaseException | None = None

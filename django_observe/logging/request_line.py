@@ -57,7 +57,8 @@ class _LineFacts:
 
 
 def _plain(text: str) -> bool:
-    """No ``=``, ``:`` or space: nothing redaction would look at (``_may_hold_secret`` in processors.py)."""
+    """No ``=``, ``:`` or space: nothing redaction would look at (``_may_hold_secret`` in processors.py;
+    the path's check is written out in ``write``)."""
     return "=" not in text and ":" not in text and " " not in text
 
 
@@ -119,12 +120,12 @@ class RequestLine:
         self,
         request: HttpRequest,
         response: HttpResponse,
-        start_ns: int,
+        elapsed_ns: int,
         stats: QueryStats | None,
         correlation_id: str | None,
     ) -> None:
-        """Log the line for ``request`` (``start_ns``: ``time.perf_counter_ns()`` when it arrived;
-        ``correlation_id``: the one bound for the request)."""
+        """Log the line for ``request`` (``elapsed_ns``: how long it took; ``correlation_id``: the one bound
+        for the request)."""
         status = response.status_code
         match = request.resolver_match
         if match is not None and status < 400 and OWN_APP in match.app_names:
@@ -135,7 +136,7 @@ class RequestLine:
             return
         matched = match.route if match is not None else UNMATCHED_ROUTE
         # Durations are whole hundredths of a millisecond: integer arithmetic, no float round().
-        duration = (time.perf_counter_ns() - start_ns + 5_000) // 10_000
+        duration = (elapsed_ns + 5_000) // 10_000
         duration_ms = duration / 100
         if self.sampler is not None and not self.sampler.keep(request.path, matched, status, duration_ms):
             return
@@ -162,7 +163,9 @@ class RequestLine:
                 and not task_context.get()
                 and type(status) is int
                 and method in STANDARD_METHODS
-                and _plain(path)
+                and "=" not in path
+                and ":" not in path
+                and " " not in path
                 and (uid is None or _plain(uid))
             ):
                 # What the formatter's chain would write for this line (tests/unit/test_request_line.py

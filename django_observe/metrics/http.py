@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
 from ..requestinfo import STANDARD_METHODS, UNMATCHED_ROUTE, RequestState, hex_ids, request_state, span_context, user_id
@@ -13,10 +14,21 @@ if TYPE_CHECKING:
     from .catalogue import Catalogue
     from .exemplars import ExemplarStore
 
-__all__ = ["RequestRecorder"]
+__all__ = ["RequestRecorder", "histogram_parts"]
 
 _EXCLUDED: Any = ("excluded",)  # the resolution of a request of an excluded app (health, metrics)
 _RESOLVED_LIMIT = 4096  # (method, route, app, status) combinations remembered; more are resolved each time
+
+
+def histogram_parts(child: Any) -> tuple[Any, list[Any], list[float]]:
+    """``(sum value, bucket values, upper bounds)`` of a histogram child, to observe without ``observe()``.
+
+    ``observe(v)`` is ``_sum.inc(v)`` and one bucket's ``inc(1)`` found by a Python loop, behind two checks
+    that a child never fails: on every request that is four calls more than ``_sum.inc(v)`` and
+    ``buckets[bisect_left(bounds, v)].inc(1)``. The attributes are private;
+    tests/unit/test_private_apis.py fails if prometheus_client changes them.
+    """
+    return child._sum, child._buckets, child._upper_bounds
 
 
 class RequestRecorder:
@@ -50,17 +62,18 @@ class RequestRecorder:
         self._exception_children: dict[tuple[str, str], Any] = {}
         self._query_children: dict[str, Any] = {}
         self.active = catalogue.active_requests
+        self._active = catalogue.active_requests._value  # inc() without the observable check (as above)
         # collectors.active_users.ActiveUsers when METRICS_ACTIVE_USERS is on (set by setup).
         self.active_users: Any = None
 
     def begin(self) -> contextvars.Token[RequestState | None]:
-        self.active.inc()
+        self._active.inc(1)
         return request_state.set(RequestState())
 
     def end(
         self, request: Any, status: int, seconds: float, token: contextvars.Token, queries: QueryStats | None = None
     ) -> None:
-        self.active.dec()
+        self._active.inc(-1)
         state = request_state.get()
         request_state.reset(token)
         if self.active_users is not None and request.__dict__.get("user") is not None:
@@ -79,7 +92,7 @@ class RequestRecorder:
                 self._resolved[cached] = resolved
         if resolved is _EXCLUDED:
             return
-        child, route, key = resolved
+        child, route, key, (total, buckets, bounds) = resolved
         exemplar = None
         if self.exemplars:
             context = span_context(request)
@@ -87,17 +100,20 @@ class RequestRecorder:
                 trace_id, span_id = hex_ids(context)
                 exemplar = {"trace_id": trace_id, "span_id": span_id}
         if exemplar is None:
-            child.observe(seconds)
+            total.inc(seconds)
+            buckets[bisect_left(bounds, seconds)].inc(1)
         elif self.exemplar_store is None:
             child.observe(seconds, exemplar)
         else:
             child.observe(seconds)
             self.exemplar_store.record(self._histogram_name, key, seconds, exemplar["trace_id"], exemplar["span_id"])
         if queries is not None:
-            query_child = self._query_children.get(route)
-            if query_child is None:
-                query_child = self._query_children[route] = self.catalogue.request_db_queries.labels(route)
-            query_child.observe(queries.count)
+            parts = self._query_children.get(route)
+            if parts is None:
+                parts = self._query_children[route] = histogram_parts(self.catalogue.request_db_queries.labels(route))
+            count = queries.count
+            parts[0].inc(count)
+            parts[1][bisect_left(parts[2], count)].inc(1)
             if queries.repeated:
                 self.catalogue.repeated_queries.labels(route).inc()
         if state is not None and state.authorized:
@@ -107,7 +123,8 @@ class RequestRecorder:
             child.observe(seconds)
 
     def _resolve(self, match: Any, method: str, status: int) -> Any:
-        """``(histogram child, route label, label values)``, or ``_EXCLUDED`` for an excluded app."""
+        """``(histogram child, route label, label values, its histogram_parts)``, or ``_EXCLUDED`` for an
+        excluded app."""
         if match is not None and self.excluded_apps.intersection(match.app_names):
             return _EXCLUDED
         route = self._route(match.route) if match is not None else UNMATCHED_ROUTE
@@ -115,7 +132,7 @@ class RequestRecorder:
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = self.catalogue.request_duration.labels(*key)
-        return child, route, key
+        return child, route, key, histogram_parts(child)
 
     def exception(self, request: Any, exception: BaseException) -> None:
         match = request.resolver_match

@@ -70,3 +70,48 @@ def test_structlog_context_variables_live_in_one_dict():
         assert setup.merge_contextvars(None, "info", {})["private_api_probe"] == "x"
     finally:
         structlog.contextvars.unbind_contextvars("private_api_probe")
+
+
+def test_django_response_headers_store():
+    # middleware.py writes X-Correlation-ID and Access-Control-Expose-Headers into ResponseHeaders._store:
+    # lower-case name -> (name, value), which is what the response serialises.
+    response = HttpResponse("x")
+    response.headers._store["x-correlation-id"] = ("X-Correlation-ID", "req_1")
+    assert response["x-correlation-id"] == "req_1"
+    assert ("X-Correlation-ID", "req_1") in response.items()
+    assert b"X-Correlation-ID: req_1" in response.serialize_headers()
+
+
+@pytest.mark.parametrize("multiprocess", [False, True])
+def test_prometheus_histogram_and_gauge_values(tmp_path, monkeypatch, multiprocess):
+    # metrics/http.py observes request histograms through histogram_parts() (_sum, _buckets, _upper_bounds)
+    # and moves the in-flight gauge through its _value: the same samples as observe() and inc()/dec().
+    from bisect import bisect_left
+
+    from prometheus_client import CollectorRegistry, Gauge, Histogram, values
+
+    from django_observe.metrics.http import histogram_parts
+
+    if multiprocess:
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+        monkeypatch.setattr(values, "ValueClass", values.get_value_class())
+
+    def samples(metric):
+        collected = metric.collect()[0].samples
+        return sorted((s.name, tuple(sorted(s.labels.items())), s.value) for s in collected if "created" not in s.name)
+
+    observed = [0, 0.004, 0.005, 0.0051, 0.25, 2.5, 10, 11, 1e9]
+    public, direct = CollectorRegistry(), CollectorRegistry()
+    ours = Histogram("h", "h", ["route"], registry=public).labels("r")
+    theirs = Histogram("h", "h", ["route"], registry=direct).labels("r")
+    total, buckets, bounds = histogram_parts(theirs)
+    for value in observed:
+        ours.observe(value)
+        total.inc(value)
+        buckets[bisect_left(bounds, value)].inc(1)
+    assert samples(ours) == samples(theirs)
+    gauge = Gauge("g", "g", registry=CollectorRegistry(), multiprocess_mode="livesum")
+    gauge._value.inc(1)
+    gauge._value.inc(1)
+    gauge._value.inc(-1)
+    assert gauge._value.get() == 1

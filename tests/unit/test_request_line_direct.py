@@ -6,7 +6,6 @@ import io
 import json
 import logging
 import re
-import time
 import urllib.parse
 
 import pytest
@@ -36,7 +35,7 @@ def write_line(handler, status=200, path="/api/items/7?x=1", change=None):
         request = RequestFactory().get(path, HTTP_USER_AGENT="curl/8.5")
         request.resolver_match = None
         line = RequestLine(flavor_fields=True)
-        line.write(request, HttpResponse(status=status), time.perf_counter_ns(), None, "req_abc")
+        line.write(request, HttpResponse(status=status), 1_500_000, None, "req_abc")
     finally:
         root.handlers[:], root.filters[:], level = saved
         root.setLevel(level)
@@ -120,16 +119,13 @@ TIMESTAMP = re.compile(r'^\{"timestamp":"[^"]*"')
 
 
 class _Clock:
-    """A stand-in for the time module in request_line: every request takes 1234567 ns at a fixed instant."""
+    """A stand-in for the time module in request_line: a fixed instant."""
 
-    def __init__(self, wall=1764590400.1239, elapsed_ns=1_234_567):
-        self.wall, self.elapsed_ns = wall, elapsed_ns
+    def __init__(self, wall=1764590400.1239):
+        self.wall = wall
 
     def time(self):
         return self.wall
-
-    def perf_counter_ns(self):
-        return 10**12 + self.elapsed_ns
 
 
 class _SpanContext:
@@ -171,7 +167,7 @@ def _one_line(handler, path, *, uid=None, traced=False, queries=None, correlatio
             for seconds in queries:
                 stats.add("SELECT 1", seconds)
         with correlation_context(correlation_id) if correlation_id else contextlib.nullcontext():
-            RequestLine().write(request, HttpResponse(status=status), 10**12, stats, correlation_id)
+            RequestLine().write(request, HttpResponse(status=status), 1_234_567, stats, correlation_id)
     finally:
         root.handlers[:], root.filters[:], level = saved
         root.setLevel(level)
