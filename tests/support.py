@@ -76,7 +76,8 @@ def wait_for_port(host: str, port: int, timeout: float = 20.0, proc: subprocess.
     raise TimeoutError(f"{host}:{port} did not open within {timeout}s")
 
 
-def wait_until(predicate, timeout: float = 15.0, interval: float = 0.1, message: str = "condition"):
+def wait_until(predicate, timeout: float = 15.0, interval: float = 0.1, message="condition"):
+    """Poll ``predicate`` until it is true; ``message`` (a str, or a function giving one) names what was awaited."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -84,7 +85,9 @@ def wait_until(predicate, timeout: float = 15.0, interval: float = 0.1, message:
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"{message} not met within {timeout}s (last value: {last!r})")
+    raise AssertionError(
+        f"{message() if callable(message) else message} not met within {timeout}s (last value: {last!r})"
+    )
 
 
 # --- the shared services

@@ -280,6 +280,15 @@ def test_gunicorn_and_uvicorn_with_tracing_send_both_headers(tmp_path, recorder)
         with support.uvicorn(env, tmp_path / "asgi.log") as web:
             outbound(web, f"{recorder.url}/asgi/async", "req_asgi_async", path="/api/aoutbound")
             outbound(web, f"{recorder.url}/asgi/sync", "req_asgi_sync", client="httpx")
+            # Collected while uvicorn runs (the batch processor exports every 200 ms): what is asserted here
+            # is the trace the outbound call continues, not uvicorn's flush at exit.
+            support.wait_until(
+                lambda: (
+                    {"req_asgi_async", "req_asgi_sync"}
+                    <= {s.attributes.get("correlation_id") for s in list(receiver.spans) if s.kind == 2}
+                ),
+                message="uvicorn's server spans",
+            )
         cases = {f"/wsgi/{c}": f"req_wsgi_{c}" for c in ("requests", "requests_session", "httpx", "httpx_client")}
         cases.update({"/asgi/async": "req_asgi_async", "/asgi/sync": "req_asgi_sync"})
         received = {path: recorder.one(path) for path in cases}
@@ -293,7 +302,14 @@ def test_gunicorn_and_uvicorn_with_tracing_send_both_headers(tmp_path, recorder)
             seen = {s.attributes.get("correlation_id") for s in spans if s.kind == 2}
             return seen >= set(cases.values()) and spans
 
-        spans = support.wait_until(server_spans_in, message="server spans")
+        spans = support.wait_until(
+            server_spans_in,
+            message=lambda: (
+                "server spans with each correlation ID (received: "
+                + ", ".join(sorted(str(s.attributes.get("correlation_id")) for s in receiver.spans if s.kind == 2))
+                + ")"
+            ),
+        )
         servers = {s.attributes.get("correlation_id"): s for s in spans if s.kind == 2}
         span_ids = {s.span_id for s in spans}
         for path, correlation_id in cases.items():
