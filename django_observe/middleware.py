@@ -15,7 +15,6 @@ Sync and async capable: under ASGI it adds no thread hop.
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from django.urls import NoReverseMatch, get_script_prefix, reverse
 from .correlation import correlation_id_var
 from .health import views as health_views
 from .logging.request_line import RequestLine
-from .queries import QueryStats, log_repeated, query_stats_var
+from .queries import QueryCounter, QueryStats, log_repeated
 from .requestinfo import EXCEPTION_ATTR, route, user_id
 from .runtime import get_runtime
 from .sqlcomment import SqlComments
@@ -54,13 +53,6 @@ def probe_routes() -> dict[str, Callable[..., Any]]:
             url = "/" + url[len(prefix) :]
         routes[url] = view
     return routes
-
-
-def _reset(var: contextvars.ContextVar, token: Any) -> None:
-    try:
-        var.reset(token)
-    except ValueError:  # ended in another context (a response closed elsewhere): just clear it
-        var.set(None)
 
 
 def _release(token: Any) -> None:
@@ -99,9 +91,7 @@ class ObserveMiddleware:
         self.request_line = RequestLine.from_config(config)
         self.recorder = runtime.metrics.recorder if runtime.metrics is not None else None
         self.spans = runtime.tracing.spans if runtime.tracing is not None else None
-        queries = runtime.queries
-        # The per-request QueryStats threshold, or None when DB_QUERY_STATS is off.
-        self.query_threshold = queries.threshold if queries is not None and queries.enabled else None
+        self.queries = runtime.queries if runtime.queries is not None else QueryCounter(enabled=False)
         self.sql_comments = runtime.sql_comments
 
     # --- the three jobs
@@ -130,10 +120,7 @@ class ObserveMiddleware:
         metrics_token: Any,
         query_token: Any,
     ) -> None:
-        stats: QueryStats | None = None
-        if query_token is not None:
-            stats = query_stats_var.get()
-            _reset(query_stats_var, query_token)
+        stats: QueryStats | None = QueryCounter.end(query_token)
         elapsed = time.perf_counter_ns() - start
         if self.recorder is not None:
             self.recorder.end(request, response.status_code, elapsed / 1e9, metrics_token, stats)
@@ -189,15 +176,13 @@ class ObserveMiddleware:
         token = correlation_id_var.set(correlation_id)
         span = self.spans.start(request) if self.spans is not None else None
         metrics_token = self.recorder.begin() if self.recorder is not None else None
-        threshold = self.query_threshold
-        query_token = query_stats_var.set(QueryStats(threshold)) if threshold is not None else None
+        query_token = self.queries.begin()
         comment_token = self.sql_comments.begin(request) if self.sql_comments is not None else None
         try:
             response = self.get_response(request)
             self._finish(request, response, start, correlation_id, metrics_token, query_token)
         except BaseException as exc:
-            if query_token is not None:
-                _reset(query_stats_var, query_token)
+            QueryCounter.end(query_token)
             if comment_token is not None:
                 SqlComments.end(comment_token)
             if span is not None:
@@ -227,8 +212,7 @@ class ObserveMiddleware:
         correlation_id_var.set(correlation_id)
         span = self.spans.start(request) if self.spans is not None else None
         metrics_token = self.recorder.begin() if self.recorder is not None else None
-        threshold = self.query_threshold
-        query_token = query_stats_var.set(QueryStats(threshold)) if threshold is not None else None
+        query_token = self.queries.begin()
         if self.sql_comments is not None:
             self.sql_comments.begin(request)  # the request's own asyncio task: its context ends with it
         try:

@@ -62,8 +62,6 @@ class QueryStats:
 
 
 _current: contextvars.ContextVar[QueryStats | None] = contextvars.ContextVar("django_observe_query_stats", default=None)
-# The variable itself, for ObserveMiddleware: it sets and resets it on every request without a call.
-query_stats_var = _current
 
 
 def current() -> QueryStats | None:
