@@ -27,8 +27,8 @@ from django.urls import NoReverseMatch, get_script_prefix, reverse
 from .correlation import correlation_id_var
 from .health import views as health_views
 from .logging.request_line import RequestLine
-from .queries import QueryCounter, QueryStats, log_repeated
-from .requestinfo import EXCEPTION_ATTR, route, user_id
+from .queries import QueryStats, log_repeated
+from .requestinfo import EXCEPTION_ATTR, RequestState, request_state, route, user_id
 from .runtime import get_runtime
 from .sqlcomment import SqlComments
 
@@ -91,7 +91,12 @@ class ObserveMiddleware:
         self.request_line = RequestLine.from_config(config)
         self.recorder = runtime.metrics.recorder if runtime.metrics is not None else None
         self.spans = runtime.tracing.spans if runtime.tracing is not None else None
-        self.queries = runtime.queries if runtime.queries is not None else QueryCounter(enabled=False)
+        # What the request gathers (authorization, the statements it runs) is one object in one context
+        # variable: statement counts when they are on, else a plain state when the metrics want it.
+        self.counting = runtime.queries is not None and runtime.queries.enabled
+        self.new_state: Callable[[], RequestState] | None = (
+            runtime.queries.new if self.counting else RequestState if self.recorder is not None else None  # type: ignore[union-attr]
+        )
         self.sql_comments = runtime.sql_comments
 
     # --- the three jobs
@@ -117,13 +122,13 @@ class ObserveMiddleware:
         response: HttpResponse,
         start: int,
         correlation_id: str,
-        metrics_token: Any,
-        query_token: Any,
+        state: RequestState | None,
     ) -> None:
-        stats: QueryStats | None = QueryCounter.end(query_token)
-        elapsed = time.perf_counter_ns() - start
+        stats: QueryStats | None = state if self.counting else None  # type: ignore[assignment]
+        end = time.perf_counter_ns()
+        elapsed = end - start
         if self.recorder is not None:
-            self.recorder.end(request, response.status_code, elapsed / 1e9, metrics_token, stats)
+            self.recorder.end(request, response.status_code, elapsed / 1e9, state, stats)
         # The correlation ID header. ResponseHeaders.__setitem__ checks the name's and the value's charset and
         # line breaks; the name is checked at start-up and the ID is printable ASCII (the policy refuses the
         # rest), so the pair goes straight to the store (tests/unit/test_private_apis.py fails if Django
@@ -144,7 +149,7 @@ class ObserveMiddleware:
         if stats is not None and stats.repeated:
             log_repeated(stats, method=request.method, route=route(request))
         if self.request_line is not None:
-            self.request_line.write(request, response, elapsed, stats, correlation_id)
+            self.request_line.write(request, response, elapsed, stats, correlation_id, end)
 
     def _end_span(
         self, request: HttpRequest, span: Any, response: HttpResponse | None, exc: BaseException | None = None
@@ -175,14 +180,22 @@ class ObserveMiddleware:
         correlation_id = request.correlation_id = self._correlation_id(request)
         token = correlation_id_var.set(correlation_id)
         span = self.spans.start(request) if self.spans is not None else None
-        metrics_token = self.recorder.begin() if self.recorder is not None else None
-        query_token = self.queries.begin()
+        state = state_token = None
+        if self.new_state is not None:
+            state = self.new_state()
+            state_token = request_state.set(state)
+        if self.recorder is not None:
+            self.recorder.begin()
         comment_token = self.sql_comments.begin(request) if self.sql_comments is not None else None
         try:
             response = self.get_response(request)
-            self._finish(request, response, start, correlation_id, metrics_token, query_token)
+            if state_token is not None:
+                request_state.reset(state_token)
+                state_token = None
+            self._finish(request, response, start, correlation_id, state)
         except BaseException as exc:
-            QueryCounter.end(query_token)
+            if state_token is not None:
+                request_state.reset(state_token)
             if comment_token is not None:
                 SqlComments.end(comment_token)
             if span is not None:
@@ -211,13 +224,17 @@ class ObserveMiddleware:
         # cannot leak into another request, and Django's own django.request line still carries it.
         correlation_id_var.set(correlation_id)
         span = self.spans.start(request) if self.spans is not None else None
-        metrics_token = self.recorder.begin() if self.recorder is not None else None
-        query_token = self.queries.begin()
+        state = None
+        if self.new_state is not None:
+            state = self.new_state()
+            request_state.set(state)  # the request's own asyncio task, as the correlation ID
+        if self.recorder is not None:
+            self.recorder.begin()
         if self.sql_comments is not None:
             self.sql_comments.begin(request)  # the request's own asyncio task: its context ends with it
         try:
             response = await self.get_response(request)
-            self._finish(request, response, start, correlation_id, metrics_token, query_token)
+            self._finish(request, response, start, correlation_id, state)
         except BaseException as exc:
             if span is not None:
                 self._end_span(request, span, None, exc)

@@ -12,8 +12,11 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
+
+from .requestinfo import RequestState, request_state
 
 if TYPE_CHECKING:
     from .metrics.catalogue import Catalogue
@@ -24,8 +27,16 @@ logger = logging.getLogger("django_observe.db")
 STATEMENT_CHARS = 300
 
 
-class QueryStats:
+DEFAULT_THRESHOLD = 10
+_NO_REPEATS: Mapping[str, int] = MappingProxyType({})
+
+
+class QueryStats(RequestState):
     """What one request or task ran.
+
+    It is also the request's :class:`~django_observe.requestinfo.RequestState`: one object and one context
+    variable per request carry everything it gathers. No ``__init__``: the class attributes are the defaults,
+    so creating one runs no Python code, and its dicts are made by the first statement.
 
     Attributes:
         count: statements executed.
@@ -33,22 +44,24 @@ class QueryStats:
         repeated: shapes that ran more than the threshold, each with its count, in the order they crossed it.
     """
 
-    __slots__ = ("count", "repeated", "seconds", "shapes", "threshold")
-
-    def __init__(self, threshold: int):
-        self.count = 0
-        self.seconds = 0.0
-        self.threshold = threshold
-        self.shapes: dict[str, int] = {}
-        self.repeated: dict[str, int] = {}
+    count: int = 0
+    seconds: float = 0.0
+    threshold: int = DEFAULT_THRESHOLD
+    shapes: dict[str, int] | None = None
+    repeated: Mapping[str, int] = _NO_REPEATS
 
     def add(self, sql: str, seconds: float) -> None:
         self.count += 1
         self.seconds += seconds
-        seen = self.shapes.get(sql, 0) + 1
-        self.shapes[sql] = seen
+        shapes = self.shapes
+        if shapes is None:
+            shapes = self.shapes = {}
+        seen = shapes.get(sql, 0) + 1
+        shapes[sql] = seen
         if seen > self.threshold:
-            self.repeated[sql] = seen
+            if self.repeated is _NO_REPEATS:
+                self.repeated = {}
+            self.repeated[sql] = seen  # type: ignore[index]
 
     @property
     def milliseconds(self) -> float:
@@ -61,12 +74,10 @@ class QueryStats:
         return max(self.repeated.items(), key=lambda item: item[1])
 
 
-_current: contextvars.ContextVar[QueryStats | None] = contextvars.ContextVar("django_observe_query_stats", default=None)
-
-
 def current() -> QueryStats | None:
     """The stats of the request or task running in this context."""
-    return _current.get()
+    state = request_state.get()
+    return state if isinstance(state, QueryStats) else None
 
 
 class QueryCounter:
@@ -80,25 +91,32 @@ class QueryCounter:
 
     __slots__ = ("enabled", "threshold")
 
-    def __init__(self, enabled: bool, threshold: int = 10):
+    def __init__(self, enabled: bool, threshold: int = DEFAULT_THRESHOLD):
         self.enabled, self.threshold = enabled, threshold
 
-    def begin(self) -> contextvars.Token[QueryStats | None] | None:
-        """Start counting for a request or task (None when counting is off)."""
+    def new(self) -> QueryStats:
+        """Fresh stats, not yet bound (the middleware binds them as the request's state)."""
+        stats = QueryStats()
+        if self.threshold != DEFAULT_THRESHOLD:
+            stats.threshold = self.threshold
+        return stats
+
+    def begin(self) -> contextvars.Token[RequestState | None] | None:
+        """Start counting for a task (None when counting is off)."""
         if not self.enabled:
             return None
-        return _current.set(QueryStats(self.threshold))
+        return request_state.set(self.new())
 
     @staticmethod
-    def end(token: contextvars.Token[QueryStats | None] | None) -> QueryStats | None:
+    def end(token: contextvars.Token[RequestState | None] | None) -> QueryStats | None:
         """Stop counting; returns what ran since :meth:`begin`."""
         if token is None:
             return None
-        stats = _current.get()
+        stats = current()
         try:
-            _current.reset(token)
+            request_state.reset(token)
         except ValueError:  # ended in another context (a response closed elsewhere): just clear it
-            _current.set(None)
+            request_state.set(None)
         return stats
 
 
@@ -143,8 +161,8 @@ class QueryWrapper:
             elapsed = time.perf_counter() - start
             if self.duration is not None:
                 self.duration.observe(elapsed)
-            stats = _current.get()
-            if stats is not None:
+            stats = request_state.get()
+            if stats is not None and type(stats) is QueryStats:
                 stats.add(sql, elapsed)
 
 

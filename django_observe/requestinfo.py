@@ -71,7 +71,9 @@ def hex_ids(context: Any) -> tuple[str, str]:
 
 
 class RequestState:
-    """Facts gathered while the request runs (that authorization allowed it).
+    """Facts gathered while the request runs (that authorization allowed it), bound in ``request_state``
+    by ``ObserveMiddleware``. With statement counting on, the request's state is a ``queries.QueryStats``,
+    which is one of these: one object and one context variable per request.
 
     No ``__init__``: the class attribute is the default, so creating one per request runs no Python code.
     """

@@ -21,6 +21,7 @@ __all__ = [
     "add_trace_context",
     "format_exception",
     "format_timestamp",
+    "timestamp_at",
     "normalize_level",
     "redact_secrets",
     "rename_event_to_message",
@@ -53,6 +54,32 @@ def format_timestamp(created: float) -> str:
         cached[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         cached[0] = second
     return cached[1] + _MILLIS[int((created - second) * 1000)]
+
+
+# The wall clock's whole second around a perf_counter_ns() reading: (reading at which that second began, its
+# text). Replaced as one tuple, so a thread reads a consistent pair.
+_anchor: list[tuple[int, str]] = [(0, "")]
+_SECOND_NS = 1_000_000_000
+
+
+def timestamp_at(perf_ns: int) -> str:
+    """:func:`format_timestamp` of the instant of ``perf_ns``, a ``time.perf_counter_ns()`` reading taken just now.
+
+    The request line already reads the monotonic clock when the request ends; converting that reading costs
+    an integer subtraction and division instead of ``time.time()`` and two float-to-int conversions. The
+    conversion is re-anchored on the wall clock whenever a reading leaves the anchored second, so a step of
+    the wall clock shows within a second, and the two clocks cannot drift apart by more than NTP slews them
+    in one second (half a millisecond at most).
+    """
+    start, text = _anchor[0]
+    offset = perf_ns - start
+    if 0 <= offset < _SECOND_NS:
+        return text + _MILLIS[offset // 1_000_000]
+    wall = time.time_ns() - (time.perf_counter_ns() - perf_ns)
+    second, within = divmod(wall, _SECOND_NS)
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    _anchor[0] = (perf_ns - within, text)
+    return text + _MILLIS[within // 1_000_000]
 
 
 def timestamp(logger: Any, method_name: str, event_dict: dict) -> dict:

@@ -27,7 +27,7 @@ from ..requestinfo import (
     user_id,
 )
 from .flavours import REQUEST_LOGGER, TRACE_SAMPLED, USER_AGENT
-from .processors import format_timestamp, task_context
+from .processors import format_timestamp, task_context, timestamp_at
 from .renderers import HUNDREDTHS, quote
 from .sampling import RequestSampler
 from .setup import STRUCTLOG_CONTEXT_VARS, _ObserveFormatter, structlog_context_bound
@@ -123,9 +123,10 @@ class RequestLine:
         elapsed_ns: int,
         stats: QueryStats | None,
         correlation_id: str | None,
+        end_ns: int | None = None,
     ) -> None:
         """Log the line for ``request`` (``elapsed_ns``: how long it took; ``correlation_id``: the one bound
-        for the request)."""
+        for the request; ``end_ns``: the ``time.perf_counter_ns()`` reading at its end, for the timestamp)."""
         status = response.status_code
         match = request.resolver_match
         if match is not None and status < 400 and OWN_APP in match.app_names:
@@ -143,7 +144,8 @@ class RequestLine:
         method, path = request.method, request.path
         count, db = None, 0
         if stats is not None:
-            count, db = stats.count, int(stats.seconds * 100_000 + 0.5)
+            count = stats.count
+            db = int(stats.seconds * 100_000 + 0.5) if count else 0
         attributes = request.__dict__
         uid = user_id(request) if attributes.get("user") is not None else None
         context = attributes.get(SPAN_CONTEXT_ATTR)
@@ -184,8 +186,9 @@ class RequestLine:
                     if context is None
                     else f',"trace_id":"{context.trace_id:032x}","span_id":"{context.span_id:016x}"'
                 )
+                stamp = format_timestamp(time.time()) if end_ns is None else timestamp_at(end_ns)
                 line = (
-                    f'{{"timestamp":"{format_timestamp(time.time())}","level":"{_LEVEL_NAMES[level]}",'
+                    f'{{"timestamp":"{stamp}","level":"{_LEVEL_NAMES[level]}",'
                     f'"logger":{self._logger_json},"message":"{method} {path_json[1:]}{cid},"method":"{method}",'
                     f'"path":{path_json},"route":{route_json},"status":{status},'
                     f'"duration_ms":{duration // 100}{HUNDREDTHS[duration % 100]}{queries}{user}{trace}}}'

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import contextvars
+import threading
+import time
 from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
-from ..requestinfo import STANDARD_METHODS, UNMATCHED_ROUTE, RequestState, hex_ids, request_state, span_context, user_id
+from prometheus_client.samples import Exemplar
+
+from ..requestinfo import STANDARD_METHODS, UNMATCHED_ROUTE, RequestState, hex_ids, span_context, user_id
 from .catalogue import OTHER
 
 if TYPE_CHECKING:
@@ -62,20 +65,42 @@ class RequestRecorder:
         self._exception_children: dict[tuple[str, str], Any] = {}
         self._query_children: dict[str, Any] = {}
         self.active = catalogue.active_requests
+        # In single-process mode every value has a lock of its own, and inc() takes it: five locks a request.
+        # The histogram values this recorder moves have no other writer, so it adds to them under one lock of
+        # its own instead, and the in-flight gauge reads the length of a list that requests append to and pop
+        # from (atomic). Multiprocess values write through to their file on inc(), so they keep it.
         self._active = catalogue.active_requests._value  # inc() without the observable check (as above)
+        self._lock: threading.Lock | None = None
+        self._in_flight: list[None] | None = None
+        if not self._active._multiprocess:
+            self._lock = threading.Lock()
+            in_flight: list[None] = []
+            self._in_flight = in_flight
+            catalogue.active_requests.set_function(in_flight.__len__)
         # collectors.active_users.ActiveUsers when METRICS_ACTIVE_USERS is on (set by setup).
         self.active_users: Any = None
 
-    def begin(self) -> contextvars.Token[RequestState | None]:
-        self._active.inc(1)
-        return request_state.set(RequestState())
+    def begin(self) -> None:
+        """One request more in flight."""
+        if self._in_flight is not None:
+            self._in_flight.append(None)
+        else:
+            self._active.inc(1)
 
     def end(
-        self, request: Any, status: int, seconds: float, token: contextvars.Token, queries: QueryStats | None = None
+        self,
+        request: Any,
+        status: int,
+        seconds: float,
+        state: RequestState | None = None,
+        queries: QueryStats | None = None,
     ) -> None:
-        self._active.inc(-1)
-        state = request_state.get()
-        request_state.reset(token)
+        """Record the request; ``state`` is what it gathered (authorization), ``queries`` what it ran (None
+        with statement counting off)."""
+        if self._in_flight is not None:
+            self._in_flight.pop()
+        else:
+            self._active.inc(-1)
         if self.active_users is not None and request.__dict__.get("user") is not None:
             user = user_id(request)
             if user is not None:
@@ -93,29 +118,45 @@ class RequestRecorder:
         if resolved is _EXCLUDED:
             return
         child, route, key, (total, buckets, bounds) = resolved
+        query_total: Any = None
+        query_buckets: Any = None
+        query_bounds: Any = None
+        count = 0
+        if queries is not None:
+            parts = self._query_children.get(route)
+            if parts is None:
+                parts = self._query_children[route] = histogram_parts(self.catalogue.request_db_queries.labels(route))
+            query_total, query_buckets, query_bounds = parts
+            count = queries.count
+            if queries.repeated:
+                self.catalogue.repeated_queries.labels(route).inc()
         exemplar = None
         if self.exemplars:
             context = span_context(request)
             if context is not None and context.trace_flags.sampled:
                 trace_id, span_id = hex_ids(context)
                 exemplar = {"trace_id": trace_id, "span_id": span_id}
-        if exemplar is None:
-            total.inc(seconds)
-            buckets[bisect_left(bounds, seconds)].inc(1)
-        elif self.exemplar_store is None:
-            child.observe(seconds, exemplar)
-        else:
-            child.observe(seconds)
+        if exemplar is not None and self.exemplar_store is not None:
+            child.observe(seconds)  # multiprocess: the store keeps the exemplar
             self.exemplar_store.record(self._histogram_name, key, seconds, exemplar["trace_id"], exemplar["span_id"])
-        if queries is not None:
-            parts = self._query_children.get(route)
-            if parts is None:
-                parts = self._query_children[route] = histogram_parts(self.catalogue.request_db_queries.labels(route))
-            count = queries.count
-            parts[0].inc(count)
-            parts[1][bisect_left(parts[2], count)].inc(1)
-            if queries.repeated:
-                self.catalogue.repeated_queries.labels(route).inc()
+            total = None
+        lock = self._lock
+        if lock is None:
+            if total is not None:
+                total.inc(seconds)
+                buckets[bisect_left(bounds, seconds)].inc(1)
+            if query_total is not None:
+                query_total.inc(count)
+                query_buckets[bisect_left(query_bounds, count)].inc(1)
+        else:
+            with lock:
+                total._value += seconds
+                buckets[bisect_left(bounds, seconds)]._value += 1
+                if query_total is not None:
+                    query_total._value += count
+                    query_buckets[bisect_left(query_bounds, count)]._value += 1
+            if exemplar is not None:  # single process: prometheus_client keeps it, as observe() would
+                buckets[bisect_left(bounds, seconds)].set_exemplar(Exemplar(exemplar, seconds, time.time()))
         if state is not None and state.authorized:
             child = self._authorized_children.get(key)
             if child is None:

@@ -110,6 +110,21 @@ def test_prometheus_histogram_and_gauge_values(tmp_path, monkeypatch, multiproce
         total.inc(value)
         buckets[bisect_left(bounds, value)].inc(1)
     assert samples(ours) == samples(theirs)
+    # Single process: RequestRecorder adds to the values' _value under its own lock (MutexValue._value is the
+    # float every sample reads); multiprocess: _multiprocess tells it to keep inc(), which writes the file.
+    assert total._multiprocess is multiprocess and all(b._multiprocess is multiprocess for b in buckets)
+    if not multiprocess:
+        added = Histogram("h", "h", ["route"], registry=CollectorRegistry()).labels("r")
+        added_total, added_buckets, added_bounds = histogram_parts(added)
+        for value in observed:
+            added_total._value += value
+            added_buckets[bisect_left(added_bounds, value)]._value += 1
+        assert samples(added) == samples(ours)
+        in_flight = [None, None]
+        live = Gauge("live", "live", registry=CollectorRegistry())
+        live.set_function(in_flight.__len__)
+        in_flight.pop()
+        assert samples(live) == [("live", (), 1.0)]
     gauge = Gauge("g", "g", registry=CollectorRegistry(), multiprocess_mode="livesum")
     gauge._value.inc(1)
     gauge._value.inc(1)

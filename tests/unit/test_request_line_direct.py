@@ -163,7 +163,7 @@ def _one_line(handler, path, *, uid=None, traced=False, queries=None, correlatio
             setattr(request, SPAN_CONTEXT_ATTR, _SpanContext())
         stats = None
         if queries is not None:
-            stats = QueryStats(10)
+            stats = QueryStats()
             for seconds in queries:
                 stats.add("SELECT 1", seconds)
         with correlation_context(correlation_id) if correlation_id else contextlib.nullcontext():
