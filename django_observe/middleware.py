@@ -63,6 +63,7 @@ def _release(token: Any) -> None:
 
 
 _EXPOSE = "access-control-expose-headers"
+_clock = time.perf_counter_ns
 
 
 class ObserveMiddleware:
@@ -125,7 +126,7 @@ class ObserveMiddleware:
         state: RequestState | None,
     ) -> None:
         stats: QueryStats | None = state if self.counting else None  # type: ignore[assignment]
-        end = time.perf_counter_ns()
+        end = _clock()
         elapsed = end - start
         if self.recorder is not None:
             self.recorder.end(request, response.status_code, elapsed / 1e9, state, stats)
@@ -176,7 +177,7 @@ class ObserveMiddleware:
             view = probes.get(request.path_info)
             if view is not None:
                 return async_to_sync(view)(request) if iscoroutinefunction(view) else view(request)
-        start = time.perf_counter_ns()
+        start = _clock()
         correlation_id = request.correlation_id = self._correlation_id(request)
         token = correlation_id_var.set(correlation_id)
         span = self.spans.start(request) if self.spans is not None else None
@@ -218,7 +219,7 @@ class ObserveMiddleware:
             view = self._probe(request)
             if view is not None:
                 return await view(request) if iscoroutinefunction(view) else view(request)
-        start = time.perf_counter_ns()
+        start = _clock()
         correlation_id = request.correlation_id = self._correlation_id(request)
         # Under ASGI each request runs in its own asyncio task, whose context ends with it: the ID
         # cannot leak into another request, and Django's own django.request line still carries it.

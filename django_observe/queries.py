@@ -94,11 +94,15 @@ class QueryCounter:
     def __init__(self, enabled: bool, threshold: int = DEFAULT_THRESHOLD):
         self.enabled, self.threshold = enabled, threshold
 
-    def new(self) -> QueryStats:
-        """Fresh stats, not yet bound (the middleware binds them as the request's state)."""
+    @property
+    def new(self) -> Callable[[], QueryStats]:
+        """Makes fresh stats, not yet bound (the middleware binds them as the request's state): the class
+        itself with the default threshold, so making them runs no Python code."""
+        return QueryStats if self.threshold == DEFAULT_THRESHOLD else self._with_threshold
+
+    def _with_threshold(self) -> QueryStats:
         stats = QueryStats()
-        if self.threshold != DEFAULT_THRESHOLD:
-            stats.threshold = self.threshold
+        stats.threshold = self.threshold
         return stats
 
     def begin(self) -> contextvars.Token[RequestState | None] | None:

@@ -125,6 +125,31 @@ def test_prometheus_histogram_and_gauge_values(tmp_path, monkeypatch, multiproce
         live.set_function(in_flight.__len__)
         in_flight.pop()
         assert samples(live) == [("live", (), 1.0)]
+    else:
+        # write_through() is inc() without its own lock: the same files, whatever the file's size. Long label
+        # values make the file grow past its first mapping (1 MiB) on the way.
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        from django_observe.metrics.http import write_through
+
+        def aggregate():
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=str(tmp_path))
+            return sorted(
+                (s.name, tuple(sorted(s.labels.items())), s.value) for m in registry.collect() for s in m.samples
+            )
+
+        counted, written = Gauge("inc", "i", ["k"], registry=None), Gauge("thru", "t", ["k"], registry=None)
+        for n in range(1200):
+            label = f"{n:04d}" + "x" * 1000
+            counted.labels(label)._value.inc(n + 0.5)
+            write_through(written.labels(label)._value, n + 0.5)
+        grown = counted.labels("0000" + "x" * 1000)._value._file
+        assert grown._capacity > 1024 * 1024
+        pairs = aggregate()
+        assert [(v, labels) for name, labels, v in pairs if name == "inc"] == [
+            (v, labels) for name, labels, v in pairs if name == "thru"
+        ]
     gauge = Gauge("g", "g", registry=CollectorRegistry(), multiprocess_mode="livesum")
     gauge._value.inc(1)
     gauge._value.inc(1)

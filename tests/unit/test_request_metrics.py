@@ -4,6 +4,7 @@ In single-process mode the recorder adds to the histogram values under one lock 
 gauge reads a list's length; in multiprocess mode it calls inc(), which writes to the process's file.
 """
 
+import os
 import threading
 
 import pytest
@@ -74,7 +75,7 @@ def check_exact(registry):
 def test_single_process_counts_are_exact_under_threads():
     registry = CollectorRegistry()
     catalogue, recorder = build(registry)
-    assert catalogue.active_requests._value._multiprocess is False and recorder._lock is not None
+    assert catalogue.active_requests._value._multiprocess is False and recorder._in_flight is not None
     hammer(recorder)
     check_exact(registry)
 
@@ -146,11 +147,37 @@ def test_multiprocess_counts_are_exact_under_threads_and_reach_the_files(tmp_pat
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     monkeypatch.setattr(values, "ValueClass", values.get_value_class())
     catalogue, recorder = build(registry=None)
-    assert catalogue.active_requests._value._multiprocess is True and recorder._lock is None
+    assert catalogue.active_requests._value._multiprocess is True and recorder._in_flight is None
     hammer(recorder)
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(tmp_path))
     check_exact(registry)
+
+
+def test_multiprocess_child_after_fork_writes_its_own_file(tmp_path, monkeypatch):
+    # gunicorn --preload: the recorder is built in the master, the workers are forked from it.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setattr(values, "ValueClass", values.get_value_class())
+    _, recorder = build(registry=None)
+    recorder.begin()
+    recorder.end(request(), 200, SECONDS, RequestState())
+    pid = os.fork()
+    if pid == 0:  # the child: 5 requests, then leave without pytest's teardown
+        try:
+            for _ in range(5):
+                recorder.begin()
+                recorder.end(request(), 200, SECONDS, RequestState())
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    files = sorted(path.name for path in tmp_path.iterdir())
+    assert f"histogram_{pid}.db" in files and f"histogram_{os.getpid()}.db" in files
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(tmp_path))
+    labels = {"method": "GET", "route": route_of(registry), "status_code": "200"}
+    assert registry.get_sample_value("http_server_request_duration_seconds_count", labels) == 6
+    assert registry.get_sample_value("http_server_active_requests") == 0
 
 
 @pytest.mark.parametrize("threshold", [10, 2])
