@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import threading
 import time
+import weakref
 from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +57,12 @@ def write_through(value: Any, amount: float) -> None:
     file._m[position : position + 16] = _VALUE_AND_TIMESTAMP(value._value, 0.0)
 
 
+def _forked(recorder: weakref.ref[RequestRecorder]) -> None:
+    alive = recorder()
+    if alive is not None:
+        alive._forked = True  # checked under the recorder's lock on the next write, not here: see _after_fork
+
+
 class RequestRecorder:
     """Observes ``http_server_request_duration_seconds`` (and the authorized twin) with cached children.
 
@@ -94,9 +102,11 @@ class RequestRecorder:
         self._active = catalogue.active_requests._value
         self._lock = threading.Lock()
         self._multiprocess: bool = self._active._multiprocess
-        self._pid = os.getpid()
+        self._forked = False
         self._in_flight: list[None] | None = None
-        if not self._multiprocess:
+        if self._multiprocess:
+            os.register_at_fork(after_in_child=functools.partial(_forked, weakref.ref(self)))
+        else:
             in_flight: list[None] = []
             self._in_flight = in_flight
             catalogue.active_requests.set_function(in_flight.__len__)
@@ -115,9 +125,9 @@ class RequestRecorder:
     def _after_fork(self) -> None:
         """In a forked child (gunicorn's workers, with --preload), let prometheus_client move every value to
         this process's files first: any call of a value's own methods does."""
-        if self._pid != os.getpid():
+        if self._forked:
             self._active.get()
-            self._pid = os.getpid()
+            self._forked = False
 
     def end(
         self,
