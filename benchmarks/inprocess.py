@@ -20,6 +20,12 @@ from collections.abc import Callable
 def request_driver(path: str) -> Callable[[], str]:
     """Set Django up; returns a function that serves one GET of ``path`` and returns the status line."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.project.settings")
+    if os.environ.get("BENCH_MULTIPROCESS") == "1":
+        # What django_observe sees in a gunicorn worker (its program name, gunicorn's arbiter imported), so
+        # this process is a web process and records metrics in multiprocess mode.
+        import gunicorn.arbiter  # noqa: F401
+
+        sys.argv[0] = "gunicorn"
     import django
 
     django.setup()

@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=200, help="requests counted")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a django_observe option")
     parser.add_argument("--write", action="store_true", help=f"record as the baseline ({BASELINE.name})")
+    parser.add_argument(
+        "--multiprocess", action="store_true", help="metrics in multiprocess mode, as in a gunicorn worker"
+    )
     args = parser.parse_args(argv)
     if not available():
         parser.error("valgrind (with callgrind_control) is not installed")
@@ -138,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         configs.insert(0, "bare")
     views = tuple(v for v in args.views.split(",") if v)
     options = dict(item.split("=", 1) for item in args.set)
+    if args.multiprocess:
+        options["BENCH_MULTIPROCESS"] = "1"
     results = measure(configs, views, args.n, options)
     print("| configuration | " + " | ".join(f"`{v}` instructions/req" for v in views) + " | overhead over bare |")
     print("| --- | " + " | ".join("---:" for _ in views) + " | --- |")

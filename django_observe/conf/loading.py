@@ -25,7 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from django_observe import identity
 from django_observe.alerting.slo import threshold_problem
-from django_observe.redaction import REDACTED, is_secret_key, redact_url
+from django_observe.redaction import REDACTED, is_secret_key, redact_text, redact_url
 
 from .options import ObserveConfig, option_fields
 
@@ -71,23 +71,11 @@ def redacted(value: Any, secret_keys: Iterable[str] = ()) -> Any:
     return _redacted(value, extra)
 
 
-# In text that did not parse (a JSON object from the environment, say): "key": value and key=value pairs.
-# Unquoted key:value is left alone, it is how hosts and ports are written ("api.internal:8080").
-_QUOTED_PAIR_RE = re.compile(r"""(?P<key>(?P<q>["'])[\w.-]+(?P=q)\s*:\s*)(?P<value>"[^"]*"|'[^']*'|[^\s,{}\[\]]+)""")
-_ASSIGNMENT_RE = re.compile(r"""(?P<key>\b[\w.-]+\s*=\s*)(?P<value>"[^"]*"|'[^']*'|[^\s&,;]+)""")
-
-
-def _redact_pairs(text: str, extra: frozenset[str]) -> str:
-    def replace(match: re.Match[str]) -> str:
-        key = match["key"].split("=")[0].split(":")[0].strip().strip("'\"")
-        return match["key"] + REDACTED if is_secret_key(key) or key.lower() in extra else match.group()
-
-    return _ASSIGNMENT_RE.sub(replace, _QUOTED_PAIR_RE.sub(replace, text))
-
-
 def _redacted(value: Any, extra: frozenset[str]) -> Any:
     if isinstance(value, str):
-        return _redact_pairs(redact_url(value), extra)
+        # Text that did not parse (a JSON object from the environment, say): the log redaction's rules, with
+        # its bracketed form keys and encoded separators; unquoted host:port is left alone.
+        return redact_text(value, extra)
     if isinstance(value, Mapping):
         return {
             key: REDACTED

@@ -196,6 +196,10 @@ def test_secret_key_names_from_settings_must_be_a_list_of_strings():
         ({}, {"HEALTH_CHECKS": '[{"path": "a.B", "extra": 1, "options": {"token": "planted-tok"}}]'}, "planted-tok"),
         ({}, {"HEALTH_CHECK_OPTIONS": '{"db": {"password": "planted-pw"'}, "planted-pw"),
         ({}, {"HEALTH_CHECK_OPTIONS": "password=planted-pw"}, "planted-pw"),
+        # bracketed form keys, as the log redaction knows them
+        ({}, {"HEALTH_CHECK_OPTIONS": "db[password]=planted-pw"}, "planted-pw"),
+        ({}, {"HEALTH_CHECK_OPTIONS": "db%5Bpassword%5D=planted-pw"}, "planted-pw"),
+        ({}, {"HEALTH_CHECK_OPTIONS": '{"db": {"auth[token]": "planted-tok"'}, "planted-tok"),
         (
             {"DJANGO_OBSERVE": {"SECRET_KEY_NAMES": ["ssn"], "HEALTH_CHECKS": [{"path": "a.B", "ssn": "planted-ssn"}]}},
             {},
