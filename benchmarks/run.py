@@ -8,9 +8,9 @@
 Configurations (benchmarks/project/settings.py): 1 bare Django, F the floor (one hand-written middleware,
 benchmarks/project/floor.py), 2 django_observe (tracing off), 3 django-guid + django-structlog +
 django-prometheus, 4 django_observe with tracing, 5 raw OpenTelemetry. Views: /ping (trivial) and /db-cache
-(one query, one cache call). Servers: the WSGI handler in-process (rounds interleaved across configurations,
-median reported), gunicorn (1 sync worker) and uvicorn (1 worker) under wrk; with ``--instructions``,
-instructions per request counted by callgrind (benchmarks/instructions.py).
+(one query, one cache call). Servers: the WSGI handler in-process, and gunicorn (1 sync worker) and uvicorn
+(1 worker) under wrk, each with its rounds interleaved across configurations and the median reported; with
+``--instructions``, instructions per request counted by callgrind (benchmarks/instructions.py).
 """
 
 from __future__ import annotations
@@ -93,8 +93,8 @@ def inprocess(config: str, view: str, env: dict, n: int, repeats: int) -> float:
 _WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
 
 
-def served(server: str, config: str, view: str, env: dict, seconds: float, repeats: int) -> tuple[float, float]:
-    """Median requests/s and the implied µs per request of one server worker under wrk."""
+def start_server(server: str, env: dict) -> tuple[subprocess.Popen, int]:
+    """One worker of ``server`` (gunicorn, 1 sync worker; uvicorn, 1 worker) on a free port, ready."""
     port = free_port()
     if server == "gunicorn":
         argv = [
@@ -130,30 +130,55 @@ def served(server: str, config: str, view: str, env: dict, seconds: float, repea
     )
     try:
         wait_port(port)
-        url = f"http://127.0.0.1:{port}{view}"
-        subprocess.run(["wrk", "-t1", "-c4", "-d1s", url], capture_output=True, check=True)  # warm up
-        rates = []
+    except BaseException:
+        stop_server(proc)
+        raise
+    return proc, port
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, 15)
+    proc.wait(timeout=20)
+
+
+def wrk_rate(url: str, seconds: float, label: str) -> float:
+    """Requests/s of one wrk window (``wrk -t1 -c4``)."""
+    rate, out = 0.0, ""
+    # A window in which no request completed (a server pausing longer than a --quick run's one second) is
+    # measured again, longer, rather than reported as zero.
+    for duration in (seconds, seconds * 3, seconds * 9):
+        out = subprocess.run(
+            ["wrk", "-t1", "-c4", f"-d{duration}s", url], capture_output=True, text=True, check=True
+        ).stdout
+        if "Non-2xx" in out:
+            raise RuntimeError(f"{label}: non-2xx responses\n{out}")
+        rate = float(_WRK_RPS.search(out).group(1))
+        if rate > 0:
+            return rate
+    raise RuntimeError(f"{label}: no request completed\n{out}")
+
+
+def served(
+    server: str, view: str, envs: dict[str, dict], seconds: float, repeats: int
+) -> dict[str, tuple[float, float]]:
+    """``{config: (median requests/s, implied µs per request)}`` of one server worker per configuration under
+    wrk. Every configuration's server runs at once (idle but for its own window) and the windows go round
+    the configurations, so a machine's load drifting over minutes falls on all of them alike."""
+    running: dict[str, tuple[subprocess.Popen, int]] = {}
+    try:
+        for config, env in envs.items():
+            running[config] = start_server(server, env)
+        urls = {config: f"http://127.0.0.1:{port}{view}" for config, (_, port) in running.items()}
+        for url in urls.values():
+            subprocess.run(["wrk", "-t1", "-c4", "-d1s", url], capture_output=True, check=True)  # warm up
+        rates: dict[str, list[float]] = {config: [] for config in urls}
         for _ in range(repeats):
-            rate, out = 0.0, ""
-            # A window in which no request completed (a server pausing longer than a --quick run's one
-            # second) is measured again, longer, rather than reported as zero.
-            for duration in (seconds, seconds * 3, seconds * 9):
-                out = subprocess.run(
-                    ["wrk", "-t1", "-c4", f"-d{duration}s", url], capture_output=True, text=True, check=True
-                ).stdout
-                if "Non-2xx" in out:
-                    raise RuntimeError(f"{config} {server} {view}: non-2xx responses\n{out}")
-                rate = float(_WRK_RPS.search(out).group(1))
-                if rate > 0:
-                    break
-            if rate == 0:
-                raise RuntimeError(f"{config} {server} {view}: no request completed\n{out}")
-            rates.append(rate)
-        rps = statistics.median(rates)
-        return rps, 1e6 / rps
+            for config, url in urls.items():
+                rates[config].append(wrk_rate(url, seconds, f"{config} {server} {view}"))
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=20)
+        for proc, _ in running.values():
+            stop_server(proc)
+    return {config: (statistics.median(r), 1e6 / statistics.median(r)) for config, r in rates.items()}
 
 
 def machine() -> str:
@@ -268,13 +293,12 @@ def main(argv=None) -> int:
                     samples.setdefault((config, view), []).append(inprocess(config, view, env, n, 1))
         for (config, view), values in samples.items():
             results.setdefault(config, {}).setdefault(view, {})["inprocess_us"] = statistics.median(values)
-        for config, env in envs.items():
+        for server in servers:
             for view in VIEWS:
-                entry = results[config][view]
-                for server in servers:
-                    rps, us = served(server, config, view, env, seconds, repeats if not args.quick else 1)
-                    entry[server] = {"rps": rps, "us": us}
-                print(f"{config:13} {view:10} {entry}", file=sys.stderr)
+                measured = served(server, view, envs, seconds, repeats if not args.quick else 1)
+                for config, (rps, us) in measured.items():
+                    results[config][view][server] = {"rps": rps, "us": us}
+                print(f"{server:9} {view:10} { {c: round(r) for c, (r, _) in measured.items()} }", file=sys.stderr)
         if args.instructions and instructions.available() and envs:
             counted = instructions.measure(list(envs), VIEWS, n=50 if args.quick else 200)
             for config, row in counted.items():

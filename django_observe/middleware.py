@@ -188,6 +188,7 @@ class ObserveMiddleware:
         if self.recorder is not None:
             self.recorder.begin()
         comment_token = self.sql_comments.begin(request) if self.sql_comments is not None else None
+        response = None
         try:
             response = self.get_response(request)
             if state_token is not None:
@@ -195,6 +196,8 @@ class ObserveMiddleware:
                 state_token = None
             self._finish(request, response, start, correlation_id, state)
         except BaseException as exc:
+            if response is None and self.recorder is not None:
+                self.recorder.abandon()  # once there is a response, _finish has ended it
             if state_token is not None:
                 request_state.reset(state_token)
             if comment_token is not None:
@@ -233,10 +236,13 @@ class ObserveMiddleware:
             self.recorder.begin()
         if self.sql_comments is not None:
             self.sql_comments.begin(request)  # the request's own asyncio task: its context ends with it
+        response = None
         try:
             response = await self.get_response(request)
             self._finish(request, response, start, correlation_id, state)
         except BaseException as exc:
+            if response is None and self.recorder is not None:
+                self.recorder.abandon()  # a cancelled request (its client went away) included
             if span is not None:
                 self._end_span(request, span, None, exc)
             raise

@@ -122,6 +122,16 @@ class RequestRecorder:
             self._after_fork()
             write_through(self._active, 1)
 
+    def abandon(self) -> None:
+        """One request fewer in flight, nothing observed: it ended without a response (an exception through
+        the middleware, an ASGI request cancelled when its client went away)."""
+        if self._in_flight is not None:
+            self._in_flight.pop()
+            return
+        with self._lock:
+            self._after_fork()
+            write_through(self._active, -1)
+
     def _after_fork(self) -> None:
         """In a forked child (gunicorn's workers, with --preload), let prometheus_client move every value to
         this process's files first: any call of a value's own methods does."""

@@ -4,10 +4,12 @@ In single-process mode the recorder adds to the histogram values under one lock 
 gauge reads a list's length; in multiprocess mode it calls inc(), which writes to the process's file.
 """
 
+import asyncio
 import os
 import threading
 
 import pytest
+from django.http import HttpResponse
 from django.test import RequestFactory
 from django.urls import resolve
 from prometheus_client import CollectorRegistry, values
@@ -194,3 +196,30 @@ def test_query_stats_defaults_are_per_object(threshold):
     # The class attributes are the defaults: nothing one object recorded is seen by another.
     assert (second.count, second.seconds, second.shapes, dict(second.repeated)) == (0, 0.0, None, {})
     assert second.worst_repeat() is None and second.threshold == threshold and not second.authorized
+
+
+def in_flight() -> float:
+    from django_observe import runtime
+
+    return runtime.get_runtime().metrics.registry.get_sample_value("http_server_active_requests")
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, asyncio.CancelledError])
+def test_a_request_without_a_response_leaves_the_in_flight_gauge(raised):
+    from django_observe.middleware import ObserveMiddleware
+
+    def fail(request):
+        raise raised()
+
+    async def fail_async(request):
+        raise raised()
+
+    before = in_flight()
+    with pytest.raises(raised):
+        ObserveMiddleware(fail)(request())
+    assert in_flight() == before
+    with pytest.raises(raised):
+        asyncio.run(ObserveMiddleware(fail_async)(request()))
+    assert in_flight() == before
+    assert ObserveMiddleware(lambda r: HttpResponse())(request()).status_code == 200
+    assert in_flight() == before
