@@ -93,7 +93,6 @@ class RequestRecorder:
         self._authorized_children: dict[tuple[str, str, str], Any] = {}
         self._exception_children: dict[tuple[str, str], Any] = {}
         self._query_children: dict[str, Any] = {}
-        self.active = catalogue.active_requests
         # prometheus_client locks each value on every inc(): five times a request, and in multiprocess mode it
         # also checks the pid and finds the value's slot in its file each time. The values this recorder moves
         # (in-flight, the request and query histograms) have no other writer, so it writes them under one lock
@@ -149,9 +148,6 @@ class RequestRecorder:
     ) -> None:
         """Record the request; ``state`` is what it gathered (authorization), ``queries`` what it ran (None
         with statement counting off)."""
-        in_flight = self._in_flight
-        if in_flight is not None:
-            in_flight.pop()
         if self.active_users is not None and request.__dict__.get("user") is not None:
             user = user_id(request)
             if user is not None:
@@ -164,15 +160,12 @@ class RequestRecorder:
         if resolved is None:
             resolved = self._resolve(match, method, status)
             # A route folded into __other__ is resolved again each time: the overflow counter counts them.
-            if len(self._resolved) < _RESOLVED_LIMIT and (resolved is _EXCLUDED or resolved[1] != OTHER):
+            if len(self._resolved) < _RESOLVED_LIMIT and (resolved is _EXCLUDED or resolved[0] != OTHER):
                 self._resolved[cached] = resolved
         if resolved is _EXCLUDED:
-            if in_flight is None:
-                with self._lock:
-                    self._after_fork()
-                    write_through(self._active, -1)
+            self.abandon()  # in flight no more, nothing observed
             return
-        child, route, key, (total, buckets, bounds) = resolved
+        route, key, (total, buckets, bounds) = resolved
         query_total: Any = None
         query_buckets: Any = None
         query_bounds: Any = None
@@ -193,7 +186,9 @@ class RequestRecorder:
                 exemplar = {"trace_id": trace_id, "span_id": span_id}
         bucket = buckets[bisect_left(bounds, seconds)]
         query_bucket = query_buckets[bisect_left(query_bounds, count)] if query_total is not None else None
+        in_flight = self._in_flight
         if in_flight is not None:
+            in_flight.pop()
             with self._lock:
                 total._value += seconds
                 bucket._value += 1
@@ -222,7 +217,7 @@ class RequestRecorder:
             child.observe(seconds)
 
     def _resolve(self, match: Any, method: str, status: int) -> Any:
-        """``(histogram child, route label, label values, its histogram_parts)``, or ``_EXCLUDED`` for an
+        """``(route label, label values, the histogram child's histogram_parts)``, or ``_EXCLUDED`` for an
         excluded app."""
         if match is not None and self.excluded_apps.intersection(match.app_names):
             return _EXCLUDED
@@ -231,7 +226,7 @@ class RequestRecorder:
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = self.catalogue.request_duration.labels(*key)
-        return child, route, key, histogram_parts(child)
+        return route, key, histogram_parts(child)
 
     def exception(self, request: Any, exception: BaseException) -> None:
         match = request.resolver_match

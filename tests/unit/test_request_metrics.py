@@ -223,3 +223,25 @@ def test_a_request_without_a_response_leaves_the_in_flight_gauge(raised):
     assert in_flight() == before
     assert ObserveMiddleware(lambda r: HttpResponse())(request()).status_code == 200
     assert in_flight() == before
+
+
+def test_routes_folded_into_other_are_counted_as_overflow_on_every_request():
+    registry = CollectorRegistry()
+    catalogue = build_catalogue(max_label_values=1, registry=registry)
+    recorder = RequestRecorder(catalogue, frozenset({"django_observe"}))
+    for path in ("/api/ping", "/api/chat", "/api/chat", "/api/chat"):
+        recorder.begin()
+        recorder.end(request(path), 200, SECONDS, RequestState())
+    get = registry.get_sample_value
+    assert (
+        get("http_server_request_duration_seconds_count", {"method": "GET", "route": "api/ping", "status_code": "200"})
+        == 1
+    )
+    assert (
+        get("http_server_request_duration_seconds_count", {"method": "GET", "route": "__other__", "status_code": "200"})
+        == 3
+    )
+    # The folded route is resolved again each time, so the overflow counter sees each of its requests.
+    labels = {"metric": "http_server_request_duration_seconds", "label": "route"}
+    assert get("metrics_label_overflow_total", labels) == 3
+    assert get("http_server_active_requests") == 0
