@@ -212,7 +212,15 @@ def _cross_check(values: dict[str, Any], sources: dict[str, str]) -> list[Config
     """Rules that involve several options."""
     errors = []
     sample = values["correlation_id_prefix"] + "0" * 24
-    if not re.fullmatch(values["correlation_id_pattern"], sample):
+    if re.search(r"[\x00-\x20\x7f]", values["correlation_id_prefix"]):
+        errors.append(
+            ConfigError(
+                sources["correlation_id_prefix"],
+                f"CORRELATION_ID_PREFIX {values['correlation_id_prefix']!r} must not contain spaces or control "
+                "characters (generated IDs go into response headers and log lines as they are)",
+            )
+        )
+    elif not re.fullmatch(values["correlation_id_pattern"], sample):
         errors.append(
             ConfigError(
                 sources["correlation_id_prefix"],

@@ -118,7 +118,8 @@ class RequestRecorder:
             self._in_flight.append(None)
             return
         with self._lock:
-            self._after_fork()
+            if self._forked:
+                self._after_fork()
             write_through(self._active, 1)
 
     def abandon(self) -> None:
@@ -128,15 +129,16 @@ class RequestRecorder:
             self._in_flight.pop()
             return
         with self._lock:
-            self._after_fork()
+            if self._forked:
+                self._after_fork()
             write_through(self._active, -1)
 
     def _after_fork(self) -> None:
         """In a forked child (gunicorn's workers, with --preload), let prometheus_client move every value to
-        this process's files first: any call of a value's own methods does."""
-        if self._forked:
-            self._active.get()
-            self._forked = False
+        this process's files first: any call of a value's own methods does. Called under the lock when
+        ``_forked`` is set."""
+        self._active.get()
+        self._forked = False
 
     def end(
         self,
@@ -197,7 +199,8 @@ class RequestRecorder:
                     query_bucket._value += 1
         else:
             with self._lock:
-                self._after_fork()
+                if self._forked:
+                    self._after_fork()
                 write_through(self._active, -1)
                 write_through(total, seconds)
                 write_through(bucket, 1)

@@ -93,3 +93,16 @@ def test_secrets_never_reach_the_logs():
     text = capture.stream.getvalue()
     for secret in ("tok123", "pw123", "abc.def", "sess123", "notatoken"):
         assert secret not in text
+
+
+def test_an_id_beyond_ascii_that_the_project_allows_goes_out_encoded(observe):
+    # Only ASCII IDs go straight into the header store; Django encodes the rest (RFC 2047) and the log line
+    # carries the ID as it came.
+    observe(CORRELATION_ID_PATTERN=r"[\w-]{1,64}", CORRELATION_ID_PREFIX="id-")
+    with Capture(JSONFormatter()) as capture:
+        response = Client().get("/api/work", {"marker": "m"}, HTTP_X_CORRELATION_ID="日本-7")
+    assert response.status_code == 200
+    assert response["X-Correlation-ID"] == "=?utf-8?b?5pel5pysLTc=?="
+    assert json.loads(capture.lines()[-1])["correlation_id"] == "日本-7"
+    generated = Client().get("/api/work", {"marker": "m"})["X-Correlation-ID"]
+    assert re.fullmatch(r"id-[0-9a-f]{24}", generated)

@@ -2,6 +2,7 @@ import concurrent.futures
 import io
 import json
 import logging
+import os
 import re
 import sys
 
@@ -48,6 +49,43 @@ def test_new_ids_look_like_the_seed_and_pass_the_policy():
     assert re.fullmatch(r"req_[0-9a-f]{24}", new)
     assert POLICY.accept(new) == new
     assert POLICY.new() != new
+
+
+def test_new_ids_are_unique_across_draws_and_threads():
+    # 64 IDs come from one os.urandom call: many draws cross several refills, from eight threads at once.
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        batches = list(pool.map(lambda _: [POLICY.new() for _ in range(500)], range(8)))
+    ids = [cid for batch in batches for cid in batch]
+    assert len(set(ids)) == len(ids) == 4000
+    assert all(re.fullmatch(r"req_[0-9a-f]{24}", cid) for cid in ids)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_a_forked_child_never_hands_out_its_parents_ids():
+    # gunicorn and Celery fork their workers from a parent that may already have drawn IDs: the child must not
+    # take the rest of the parent's pool (each worker would repeat the same IDs).
+    POLICY.new()  # the pool now holds this process's next IDs
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next IDs, to the parent
+        try:
+            os.write(write, " ".join(POLICY.new() for _ in range(8)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = pipe.read().split()
+    os.waitpid(pid, 0)
+    parent = [POLICY.new() for _ in range(128)]
+    assert len(child) == 8
+    assert not set(child) & set(parent)
+
+
+def test_a_prefix_with_a_space_or_control_character_is_refused():
+    # Every ID the policy returns goes into the response header unchecked (ObserveMiddleware._finish).
+    for prefix in ("id ", "id\t", "id\x7f", "id\r\n"):
+        with pytest.raises(ValueError, match="no spaces or control characters"):
+            correlation.CorrelationPolicy(r"(?s).{1,128}", prefix)
 
 
 def test_custom_pattern_still_refuses_control_characters_and_spaces():
@@ -194,7 +232,9 @@ def test_structlog_and_stdlib_share_one_output():
     [
         ({"CORRELATION_ID_PATTERN": "(["}, "must be a valid regular expression"),
         ({"CORRELATION_HEADERS": "X Bad"}, "HTTP header names"),
-        ({"CORRELATION_ID_PREFIX": "id "}, "CORRELATION_ID_PATTERN"),
+        ({"CORRELATION_ID_PREFIX": "id-", "CORRELATION_ID_PATTERN": "id.{24}"}, "CORRELATION_ID_PATTERN"),
+        ({"CORRELATION_ID_PREFIX": "id ", "CORRELATION_ID_PATTERN": ".{1,128}"}, "spaces or control characters"),
+        ({"CORRELATION_ID_PREFIX": "id\t", "CORRELATION_ID_PATTERN": "(?s).{1,128}"}, "spaces or control characters"),
         ({"LOG_CONFIGURE": "maybe"}, '"auto", "on", "off"'),
     ],
 )
