@@ -1,6 +1,10 @@
-"""Which benchmark configurations can run here (their packages are installed)."""
+"""Which benchmark configurations can run here (their packages are installed), and their environment."""
 
 import importlib.util
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 NEEDED = {
     "peers": ["django_guid", "django_structlog", "django_prometheus"],
@@ -15,3 +19,31 @@ def available(config: str) -> bool:
         return all(importlib.util.find_spec(m) is not None for m in NEEDED.get(config, []))
     except ModuleNotFoundError:
         return False
+
+
+def environment(
+    config: str,
+    db: str,
+    *,
+    otlp_endpoint: str = "http://127.0.0.1:9",
+    metrics_port: str = "0",
+    options: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of a benchmarked process: this one's, without its OpenTelemetry, logging and
+    django_observe variables, plus the configuration's. ``otlp_endpoint``: where tracing exports (by default a
+    port nobody listens on); ``options``: django_observe settings as environment variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LOG_", "DJANGO_OBSERVE"))}
+    env.update(
+        BENCH_CONFIG=config,
+        BENCH_DB=db,
+        DJANGO_SETTINGS_MODULE="benchmarks.project.settings",
+        PYTHONPATH=str(ROOT),
+        PYTHONHASHSEED="0",
+        OTEL_EXPORTER_OTLP_ENDPOINT=otlp_endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+        OTEL_TRACES_SAMPLER="always_on",
+        METRICS_PORT=metrics_port,
+        PROMETHEUS_METRICS_EXPORT_PORT_RANGE="",
+        **(options or {}),
+    )
+    return env

@@ -2,6 +2,11 @@
 
     python -m benchmarks.instructions                      # every configuration, both views
     python -m benchmarks.instructions --configs bare,observe --views /ping --write
+    python -m benchmarks.instructions --configs bare,floor,observe --views /ping --gunicorn
+
+With ``--gunicorn`` the count is taken in a real gunicorn sync worker instead (benchmarks/gunicorn_count.py):
+every request's whole user-space cost in the worker, gunicorn's own part (parsing, the response headers,
+the close) included, served over loopback one connection at a time.
 
 Each configuration starts under ``valgrind --tool=callgrind --instr-atstart=no`` (start-up runs
 uninstrumented, so a count takes seconds, not minutes), warms up, has instrumentation switched on with
@@ -13,10 +18,12 @@ fraction of a percent; the wall clock plays no part.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,9 +31,12 @@ import time
 from pathlib import Path
 
 from .configs import available as installed
+from .configs import environment
+from .ports import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = Path(__file__).resolve().parent / "results" / "instructions.json"
+GUNICORN_BASELINE = Path(__file__).resolve().parent / "results" / "instructions-gunicorn.json"
 CONFIGS = ("bare", "floor", "observe", "observe_otel", "peers", "otel_raw")
 VIEWS = ("/ping", "/db-cache")
 _COLLECTED = re.compile(r"^summary:\s+(\d+)", re.MULTILINE)
@@ -34,27 +44,6 @@ _COLLECTED = re.compile(r"^summary:\s+(\d+)", re.MULTILINE)
 
 def available() -> bool:
     return shutil.which("valgrind") is not None and shutil.which("callgrind_control") is not None
-
-
-def environment(config: str, db: str, options: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a counted process; ``options``: django_observe settings as environment variables."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LOG_", "DJANGO_OBSERVE"))}
-    env.update(
-        BENCH_CONFIG=config,
-        BENCH_DB=db,
-        DJANGO_SETTINGS_MODULE="benchmarks.project.settings",
-        PYTHONPATH=str(ROOT),
-        PYTHONHASHSEED="0",
-        # tracing: spans go to a port nobody listens on, after the count (the batch exporter's thread
-        # waits 5 s between exports, and start-up is uninstrumented).
-        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
-        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
-        OTEL_TRACES_SAMPLER="always_on",
-        METRICS_PORT="0",
-        PROMETHEUS_METRICS_EXPORT_PORT_RANGE="",
-        **(options or {}),
-    )
-    return env
 
 
 def migrate(env: dict[str, str]) -> None:
@@ -104,17 +93,79 @@ def count(view: str, env: dict[str, str], n: int = 200, timeout: float = 120) ->
         return int(match.group(1)) / n
 
 
+def count_gunicorn(view: str, env: dict[str, str], n: int = 200, warmup: int = 100, timeout: float = 300) -> float:
+    """Instructions per request of ``view`` in a gunicorn sync worker for the configuration in ``env``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        argv = [
+            "valgrind",
+            "--tool=callgrind",
+            "--collect-atstart=no",
+            "--toggle-collect=sys_call_tracing",
+            f"--callgrind-out-file={tmp}/callgrind.%p",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:benchmarks.gunicorn_count",
+            "benchmarks.project.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+        ]
+        proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env={**env, "BENCH_WARMUP": str(warmup)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            wait_port(port, timeout=timeout)
+            deadline = time.monotonic() + timeout
+            for _ in range(warmup + n):
+                # One connection per request, as gunicorn's sync worker closes each one.
+                connection = http.client.HTTPConnection(
+                    "127.0.0.1", port, timeout=max(1.0, deadline - time.monotonic())
+                )
+                connection.request("GET", view)
+                response = connection.getresponse()
+                response.read()
+                connection.close()
+                if response.status != 200:
+                    raise RuntimeError(f"{env['BENCH_CONFIG']} {view}: status {response.status}")
+            os.killpg(proc.pid, signal.SIGTERM)  # the worker writes its counts as it exits
+            _, stderr = proc.communicate(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        counts = [
+            int(m.group(1)) for f in Path(tmp).glob("callgrind.*") for m in [_COLLECTED.search(f.read_text())] if m
+        ]
+        counted = [c for c in counts if c > 0]  # the arbiter's file counts nothing
+        if len(counted) != 1:
+            raise RuntimeError(f"{env['BENCH_CONFIG']} {view}: counts {counts}\n{stderr[-2000:]}")
+        return counted[0] / n
+
+
 def measure(
-    configs: list[str], views: tuple[str, ...] = VIEWS, n: int = 200, options: dict[str, str] | None = None
+    configs: list[str],
+    views: tuple[str, ...] = VIEWS,
+    n: int = 200,
+    options: dict[str, str] | None = None,
+    gunicorn: bool = False,
 ) -> dict[str, dict[str, float]]:
-    """``{config: {view: instructions per request}}``."""
+    """``{config: {view: instructions per request}}``; ``gunicorn``: in a gunicorn worker, not in-process."""
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for config in configs:
-            env = environment(config, str(Path(tmp) / f"{config}.sqlite3"), options)
+            env = environment(config, str(Path(tmp) / f"{config}.sqlite3"), options=options)
             migrate(env)
             for view in views:
-                results.setdefault(config, {})[view] = round(count(view, env, n))
+                counted = count_gunicorn(view, env, n) if gunicorn else count(view, env, n)
+                results.setdefault(config, {})[view] = round(counted)
     return results
 
 
@@ -133,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--multiprocess", action="store_true", help="metrics in multiprocess mode, as in a gunicorn worker"
     )
+    parser.add_argument(
+        "--gunicorn", action="store_true", help=f"count in a gunicorn sync worker (baseline: {GUNICORN_BASELINE.name})"
+    )
     args = parser.parse_args(argv)
     if not available():
         parser.error("valgrind (with callgrind_control) is not installed")
@@ -143,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     options = dict(item.split("=", 1) for item in args.set)
     if args.multiprocess:
         options["BENCH_MULTIPROCESS"] = "1"
-    results = measure(configs, views, args.n, options)
+    if args.gunicorn and args.multiprocess:
+        parser.error("--gunicorn is multiprocess already")
+    results = measure(configs, views, args.n, options, gunicorn=args.gunicorn)
     print("| configuration | " + " | ".join(f"`{v}` instructions/req" for v in views) + " | overhead over bare |")
     print("| --- | " + " | ".join("---:" for _ in views) + " | --- |")
     for config, row in results.items():
@@ -153,9 +209,12 @@ def main(argv: list[str] | None = None) -> int:
         if "floor" in results and "observe" in results:
             ratio = overhead(results, "observe", view) / overhead(results, "floor", view)
             print(f"- `{view}` observe overhead / floor overhead: {ratio:.2f}")
+        if args.gunicorn and "observe" in results:
+            share = results["bare"][view] / results["observe"][view]
+            print(f"- `{view}` bare / observe instructions in the worker: {share:.1%}")
     if args.write:
         BASELINE.parent.mkdir(parents=True, exist_ok=True)
-        BASELINE.write_text(
+        (GUNICORN_BASELINE if args.gunicorn else BASELINE).write_text(
             json.dumps({"python": sys.version.split()[0], "n": args.n, "instructions": results}, indent=2) + "\n"
         )
     return 0

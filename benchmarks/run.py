@@ -31,7 +31,7 @@ import threading
 from pathlib import Path
 
 from . import instructions
-from .configs import available
+from .configs import available, environment
 from .ports import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,20 +61,9 @@ class _Sink(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def config_env(config: str, db: str, sink_port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LOG_", "DJANGO_OBSERVE"))}
-    env.update(
-        BENCH_CONFIG=config,
-        BENCH_DB=db,
-        DJANGO_SETTINGS_MODULE="benchmarks.project.settings",
-        PYTHONPATH=str(ROOT),
-        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{sink_port}",
-        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
-        OTEL_TRACES_SAMPLER="always_on",
-        METRICS_PORT=str(free_port()),
-        PROMETHEUS_METRICS_EXPORT_PORT_RANGE="",
-    )
-    return env
+def sink_env(config: str, db: str, sink_port: int) -> dict[str, str]:
+    """The configuration's environment, tracing to the local sink, its metrics on a port of its own."""
+    return environment(config, db, otlp_endpoint=f"http://127.0.0.1:{sink_port}", metrics_port=str(free_port()))
 
 
 def inprocess(config: str, view: str, env: dict, n: int, repeats: int) -> float:
@@ -91,6 +80,27 @@ def inprocess(config: str, view: str, env: dict, n: int, repeats: int) -> float:
 
 
 _WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+
+
+def _cpus() -> tuple[set[int], set[int]]:
+    """``(wrk's CPUs, the servers' CPUs)``: with two or more, wrk gets the first and the servers the rest, so
+    the scheduler does not move either onto the other's core mid-window (on 2 cores that spread one
+    configuration's windows by 30%)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return set(cpus), set(cpus)
+    return {cpus[0]}, set(cpus[1:])
+
+
+def _pinned(cpus: set[int]):
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def wrk(*args: str) -> str:
+    """``wrk -t1 -c4 ARGS`` on its own CPU; its output."""
+    return subprocess.run(
+        ["wrk", "-t1", "-c4", *args], capture_output=True, text=True, check=True, preexec_fn=_pinned(_cpus()[0])
+    ).stdout
 
 
 def start_server(server: str, env: dict) -> tuple[subprocess.Popen, int]:
@@ -126,7 +136,13 @@ def start_server(server: str, env: dict) -> tuple[subprocess.Popen, int]:
             "warning",
         ]
     proc = subprocess.Popen(
-        argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        argv,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=_pinned(_cpus()[1]),
     )
     try:
         wait_port(port)
@@ -147,9 +163,7 @@ def wrk_rate(url: str, seconds: float, label: str) -> float:
     # A window in which no request completed (a server pausing longer than a --quick run's one second) is
     # measured again, longer, rather than reported as zero.
     for duration in (seconds, seconds * 3, seconds * 9):
-        out = subprocess.run(
-            ["wrk", "-t1", "-c4", f"-d{duration}s", url], capture_output=True, text=True, check=True
-        ).stdout
+        out = wrk(f"-d{duration}s", url)
         if "Non-2xx" in out:
             raise RuntimeError(f"{label}: non-2xx responses\n{out}")
         rate = float(_WRK_RPS.search(out).group(1))
@@ -160,17 +174,18 @@ def wrk_rate(url: str, seconds: float, label: str) -> float:
 
 def served(
     server: str, view: str, envs: dict[str, dict], seconds: float, repeats: int
-) -> dict[str, tuple[float, float]]:
-    """``{config: (median requests/s, implied µs per request)}`` of one server worker per configuration under
-    wrk. Every configuration's server runs at once (idle but for its own window) and the windows go round
-    the configurations, so a machine's load drifting over minutes falls on all of them alike."""
+) -> dict[str, tuple[float, float, list[float]]]:
+    """``{config: (median requests/s, implied µs per request, each round's requests/s)}`` of one server worker
+    per configuration under wrk. Every configuration's server runs at once (idle but for its own window) and
+    the windows go round the configurations, so a machine's load drifting over minutes falls on all of them
+    alike."""
     running: dict[str, tuple[subprocess.Popen, int]] = {}
     try:
         for config, env in envs.items():
             running[config] = start_server(server, env)
         urls = {config: f"http://127.0.0.1:{port}{view}" for config, (_, port) in running.items()}
         for url in urls.values():
-            subprocess.run(["wrk", "-t1", "-c4", "-d1s", url], capture_output=True, check=True)  # warm up
+            wrk("-d1s", url)  # warm up
         rates: dict[str, list[float]] = {config: [] for config in urls}
         for _ in range(repeats):
             for config, url in urls.items():
@@ -178,7 +193,7 @@ def served(
     finally:
         for proc, _ in running.values():
             stop_server(proc)
-    return {config: (statistics.median(r), 1e6 / statistics.median(r)) for config, r in rates.items()}
+    return {config: (statistics.median(r), 1e6 / statistics.median(r), r) for config, r in rates.items()}
 
 
 def machine() -> str:
@@ -241,9 +256,16 @@ def ratios(results: dict) -> list[str]:
             )
     for server in ("gunicorn", "uvicorn"):
         for view in VIEWS:
-            bare, obs = (results.get(c, {}).get(view, {}).get(server, {}).get("rps") for c in ("bare", "observe"))
-            if bare and obs:
-                out.append(f"- {server} `{view}`: django_observe serves {100 * obs / bare:.1f}% of bare req/s")
+            for config, label in (("observe", "django_observe"), ("floor", "the floor")):
+                bare, obs = (results.get(c, {}).get(view, {}).get(server) for c in ("bare", config))
+                if bare and obs:
+                    # The same round's windows run a few seconds apart: their ratio is steadier than the
+                    # ratio of medians when the machine's speed drifts.
+                    paired = statistics.median(o / b for o, b in zip(obs["rounds"], bare["rounds"], strict=True))
+                    out.append(
+                        f"- {server} `{view}`: {label} serves {100 * obs['rps'] / bare['rps']:.1f}% of bare req/s "
+                        f"(median of the rounds' ratios {100 * paired:.1f}%)"
+                    )
     return out
 
 
@@ -276,7 +298,7 @@ def main(argv=None) -> int:
             if not available(config):
                 print(f"skip {config}: its packages are not installed", file=sys.stderr)
                 continue
-            env = envs[config] = config_env(config, str(Path(tmp) / f"{config}.sqlite3"), sink.server_address[1])
+            env = envs[config] = sink_env(config, str(Path(tmp) / f"{config}.sqlite3"), sink.server_address[1])
             subprocess.run(
                 [sys.executable, "-m", "django", "migrate", "-v0"],
                 cwd=ROOT,
@@ -296,9 +318,9 @@ def main(argv=None) -> int:
         for server in servers:
             for view in VIEWS:
                 measured = served(server, view, envs, seconds, repeats if not args.quick else 1)
-                for config, (rps, us) in measured.items():
-                    results[config][view][server] = {"rps": rps, "us": us}
-                print(f"{server:9} {view:10} { {c: round(r) for c, (r, _) in measured.items()} }", file=sys.stderr)
+                for config, (rps, us, rounds) in measured.items():
+                    results[config][view][server] = {"rps": rps, "us": us, "rounds": rounds}
+                print(f"{server:9} {view:10} { {c: round(r) for c, (r, _, _) in measured.items()} }", file=sys.stderr)
         if args.instructions and instructions.available() and envs:
             counted = instructions.measure(list(envs), VIEWS, n=50 if args.quick else 200)
             for config, row in counted.items():
@@ -309,7 +331,7 @@ def main(argv=None) -> int:
             from . import extras
 
             db = str(Path(tmp) / "extras.sqlite3")
-            env = config_env("observe", db, sink.server_address[1])
+            env = sink_env("observe", db, sink.server_address[1])
             subprocess.run([sys.executable, "-m", "django", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
             extras_results = extras.run(env, args.quick)
     sink.shutdown()
