@@ -13,7 +13,7 @@ loglevel = "warning"
 
 def post_worker_init(worker):
     handle = worker.handle
-    warmup = int(os.environ.get("BENCH_WARMUP", "300"))
+    warmup = int(os.environ.get("BENCH_WARMUP", "100"))  # count_gunicorn() sets it
     served = 0
 
     def counted(listener, client, addr):
