@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
+import mmap
 import os
-import struct
 import threading
 import time
 import weakref
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .catalogue import Catalogue
     from .exemplars import ExemplarStore
 
-__all__ = ["RequestRecorder", "histogram_parts"]
+__all__ = ["FileSlots", "RequestRecorder", "histogram_parts"]
 
 _EXCLUDED: Any = ("excluded",)  # the resolution of a request of an excluded app (health, metrics)
 _RESOLVED_LIMIT = 4096  # (method, route, app, status) combinations remembered; more are resolved each time
@@ -38,29 +38,43 @@ def histogram_parts(child: Any) -> tuple[Any, list[Any], list[float]]:
     return child._sum, child._buckets, child._upper_bounds
 
 
-# A multiprocess value's file holds (value, timestamp) as two doubles: prometheus_client.mmap_dict writes them
-# with one slice assignment (pack_into would expose a zero to a reader in another process).
-_VALUE_AND_TIMESTAMP = struct.Struct("dd").pack
+class FileSlots:
+    """Where multiprocess values live in this process's files, to write them without ``inc()``.
 
-
-def write_through(value: Any, amount: float) -> None:
-    """``value.inc(amount)`` of a multiprocess value, for a caller holding its own lock over every writer.
-
-    ``inc()`` takes prometheus_client's process-wide lock, checks the pid and finds the slot on each call
-    (about 6,800 instructions); this is the same write (value, then its slot in the process's file, timestamp
-    0 as ``inc()`` writes it) in under half. The attributes are private; tests/unit/test_private_apis.py fails
-    if prometheus_client changes them.
+    ``inc()`` takes prometheus_client's process-wide lock, checks the pid, finds the value's slot in its file
+    and packs value and timestamp into it (about 6,800 instructions, up to six times a request here). A
+    value's slot does not move once made (its file only grows), so this maps each file once more, writable,
+    as an array of doubles, and a write is ``view[index] = value``: one aligned 8-byte store, which a reader
+    never sees half done. The timestamp beside it stays 0.0, as ``inc()`` writes it. The mappings are our
+    own, so prometheus_client closing or growing its own never invalidates one; a forked child must
+    :meth:`clear` them (they map its parent's files). The attributes read are private;
+    tests/unit/test_private_apis.py fails if prometheus_client changes them.
     """
-    value._value += amount
-    file = value._file
-    position = file._positions[value._key]
-    file._m[position : position + 16] = _VALUE_AND_TIMESTAMP(value._value, 0.0)
+
+    __slots__ = ("_views",)
+
+    def __init__(self) -> None:
+        self._views: dict[str, memoryview[float]] = {}
+
+    def find(self, value: Any) -> tuple[memoryview[float], int]:
+        """``(view, index)``: ``view[index]`` is ``value``'s double in this process's file."""
+        value.get()  # a child's first call of a value moves every value to its own files
+        file = value._file
+        position = file._positions[value._key]
+        view = self._views.get(file._fname)
+        if view is None or position + 16 > len(view) * 8:  # new, or the file grew past our mapping
+            view = self._views[file._fname] = memoryview(mmap.mmap(file._f.fileno(), file._capacity)).cast("d")
+        return view, position // 8
+
+    def clear(self) -> None:
+        """Forget every mapping (the views still held elsewhere keep theirs until dropped)."""
+        self._views.clear()
 
 
 def _forked(recorder: weakref.ref[RequestRecorder]) -> None:
     alive = recorder()
     if alive is not None:
-        alive._forked = True  # checked under the recorder's lock on the next write, not here: see _after_fork
+        alive._after_fork()
 
 
 class RequestRecorder:
@@ -97,13 +111,16 @@ class RequestRecorder:
         # also checks the pid and finds the value's slot in its file each time. The values this recorder moves
         # (in-flight, the request and query histograms) have no other writer, so it writes them under one lock
         # of its own: in single-process mode by adding to them (the in-flight gauge reads the length of a list
-        # that requests append to and pop from), in multiprocess mode through write_through().
+        # that requests append to and pop from), in multiprocess mode by also storing the sum in the value's
+        # slot of this process's file (FileSlots).
         self._active = catalogue.active_requests._value
         self._lock = threading.Lock()
         self._multiprocess: bool = self._active._multiprocess
-        self._forked = False
         self._in_flight: list[None] | None = None
+        self._slots: FileSlots | None = None
+        self._active_slot: tuple[memoryview[float], int] | None = None
         if self._multiprocess:
+            self._slots = FileSlots()
             os.register_at_fork(after_in_child=functools.partial(_forked, weakref.ref(self)))
         else:
             in_flight: list[None] = []
@@ -117,10 +134,7 @@ class RequestRecorder:
         if self._in_flight is not None:
             self._in_flight.append(None)
             return
-        with self._lock:
-            if self._forked:
-                self._after_fork()
-            write_through(self._active, 1)
+        self._move_active(1)
 
     def abandon(self) -> None:
         """One request fewer in flight, nothing observed: it ended without a response (an exception through
@@ -128,17 +142,26 @@ class RequestRecorder:
         if self._in_flight is not None:
             self._in_flight.pop()
             return
+        self._move_active(-1)
+
+    def _move_active(self, amount: int) -> None:
+        active = self._active
         with self._lock:
-            if self._forked:
-                self._after_fork()
-            write_through(self._active, -1)
+            slot = self._active_slot
+            if slot is None:
+                slot = self._active_slot = self._slots.find(active)  # type: ignore[union-attr]
+            active._value += amount
+            slot[0][slot[1]] = active._value
 
     def _after_fork(self) -> None:
-        """In a forked child (gunicorn's workers, with --preload), let prometheus_client move every value to
-        this process's files first: any call of a value's own methods does. Called under the lock when
-        ``_forked`` is set."""
-        self._active.get()
-        self._forked = False
+        """In a forked child (gunicorn's workers with --preload, Celery's pool): the mappings and the slots
+        found are the parent's files. Forget them, and the lock (another thread of the parent may have held
+        it); the next write finds each value again in this process's files."""
+        self._lock = threading.Lock()
+        self._resolved = {}
+        self._query_children = {}
+        self._active_slot = None
+        self._slots.clear()  # type: ignore[union-attr]
 
     def end(
         self,
@@ -167,16 +190,13 @@ class RequestRecorder:
         if resolved is _EXCLUDED:
             self.abandon()  # in flight no more, nothing observed
             return
-        route, key, (total, buckets, bounds) = resolved
-        query_total: Any = None
-        query_buckets: Any = None
-        query_bounds: Any = None
+        route, key, (total, buckets, bounds), slots = resolved
+        queried: Any = None
         count = 0
         if queries is not None:
-            parts = self._query_children.get(route)
-            if parts is None:
-                parts = self._query_children[route] = histogram_parts(self.catalogue.request_db_queries.labels(route))
-            query_total, query_buckets, query_bounds = parts
+            queried = self._query_children.get(route)
+            if queried is None:
+                queried = self._query_children[route] = self._parts(self.catalogue.request_db_queries.labels(route))
             count = queries.count
             if queries.repeated:
                 self.catalogue.repeated_queries.labels(route).inc()
@@ -186,27 +206,39 @@ class RequestRecorder:
             if context is not None and context.trace_flags.sampled:
                 trace_id, span_id = hex_ids(context)
                 exemplar = {"trace_id": trace_id, "span_id": span_id}
-        bucket = buckets[bisect_left(bounds, seconds)]
-        query_bucket = query_buckets[bisect_left(query_bounds, count)] if query_total is not None else None
+        index = bisect_left(bounds, seconds)
+        bucket = buckets[index]
         in_flight = self._in_flight
         if in_flight is not None:
             in_flight.pop()
             with self._lock:
                 total._value += seconds
                 bucket._value += 1
-                if query_bucket is not None:
+                if queried is not None:
+                    query_total, query_buckets, query_bounds = queried[0]
                     query_total._value += count
-                    query_bucket._value += 1
+                    query_buckets[bisect_left(query_bounds, count)]._value += 1
         else:
+            active = self._active
+            view, total_index, bucket_indices = slots
             with self._lock:
-                if self._forked:
-                    self._after_fork()
-                write_through(self._active, -1)
-                write_through(total, seconds)
-                write_through(bucket, 1)
-                if query_bucket is not None:
-                    write_through(query_total, count)
-                    write_through(query_bucket, 1)
+                slot = self._active_slot
+                if slot is None:
+                    slot = self._active_slot = self._slots.find(active)  # type: ignore[union-attr]
+                active._value -= 1
+                slot[0][slot[1]] = active._value
+                total._value += seconds
+                view[total_index] = total._value
+                bucket._value += 1
+                view[bucket_indices[index]] = bucket._value
+                if queried is not None:
+                    (query_total, query_buckets, query_bounds), (query_view, query_total_index, query_indices) = queried
+                    query_index = bisect_left(query_bounds, count)
+                    query_total._value += count
+                    query_view[query_total_index] = query_total._value
+                    query_bucket = query_buckets[query_index]
+                    query_bucket._value += 1
+                    query_view[query_indices[query_index]] = query_bucket._value
         if exemplar is not None:
             if self.exemplar_store is None:  # single process: prometheus_client keeps it, as observe() would
                 bucket.set_exemplar(Exemplar(exemplar, seconds, time.time()))
@@ -219,9 +251,20 @@ class RequestRecorder:
                 child = self._authorized_children[key] = self.catalogue.authorized_invoke_duration.labels(*key)
             child.observe(seconds)
 
+    def _parts(self, child: Any) -> tuple[Any, Any]:
+        """``(histogram_parts(child), slots)``; slots, in multiprocess mode: ``(view, index of the sum,
+        index of each bucket)`` in this process's file (all of a child's values share one file)."""
+        parts = histogram_parts(child)
+        if self._slots is None:
+            return parts, None
+        total, buckets, _ = parts
+        found = [self._slots.find(value) for value in (total, *buckets)]
+        view = max((view for view, _ in found), key=len)  # the newest mapping: it holds every slot
+        return parts, (view, found[0][1], [index for _, index in found[1:]])
+
     def _resolve(self, match: Any, method: str, status: int) -> Any:
-        """``(route label, label values, the histogram child's histogram_parts)``, or ``_EXCLUDED`` for an
-        excluded app."""
+        """``(route label, label values, the histogram child's _parts)``, or ``_EXCLUDED`` for an excluded
+        app."""
         if match is not None and self.excluded_apps.intersection(match.app_names):
             return _EXCLUDED
         route = self._route(match.route) if match is not None else UNMATCHED_ROUTE
@@ -229,7 +272,7 @@ class RequestRecorder:
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = self.catalogue.request_duration.labels(*key)
-        return route, key, histogram_parts(child)
+        return (route, key, *self._parts(child))
 
     def exception(self, request: Any, exception: BaseException) -> None:
         match = request.resolver_match

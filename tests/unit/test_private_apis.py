@@ -126,11 +126,12 @@ def test_prometheus_histogram_and_gauge_values(tmp_path, monkeypatch, multiproce
         in_flight.pop()
         assert samples(live) == [("live", (), 1.0)]
     else:
-        # write_through() is inc() without its own lock: the same files, whatever the file's size. Long label
-        # values make the file grow past its first mapping (1 MiB) on the way.
+        # FileSlots: a value written through its slot reads as inc() writes it, whatever the file's size. Long
+        # label values make the file grow past its first mapping (1 MiB) on the way, and values found before
+        # the growth keep being written through their older mapping.
         from prometheus_client.multiprocess import MultiProcessCollector
 
-        from django_observe.metrics.http import write_through
+        from django_observe.metrics.http import FileSlots
 
         def aggregate():
             registry = CollectorRegistry()
@@ -139,17 +140,27 @@ def test_prometheus_histogram_and_gauge_values(tmp_path, monkeypatch, multiproce
                 (s.name, tuple(sorted(s.labels.items())), s.value) for m in registry.collect() for s in m.samples
             )
 
+        slots = FileSlots()
         counted, written = Gauge("inc", "i", ["k"], registry=None), Gauge("thru", "t", ["k"], registry=None)
+        early = written.labels("early")._value
+        early_slot = slots.find(early)
         for n in range(1200):
             label = f"{n:04d}" + "x" * 1000
             counted.labels(label)._value.inc(n + 0.5)
-            write_through(written.labels(label)._value, n + 0.5)
+            value = written.labels(label)._value
+            view, index = slots.find(value)
+            value._value += n + 0.5
+            view[index] = value._value
+        counted.labels("early")._value.inc(2.5)
+        early._value += 2.5
+        early_slot[0][early_slot[1]] = early._value
         grown = counted.labels("0000" + "x" * 1000)._value._file
         assert grown._capacity > 1024 * 1024
+        assert len(slots.find(value)[0]) * 8 > 1024 * 1024 and early_slot[0].nbytes == 1 << 16
         pairs = aggregate()
-        assert [(v, labels) for name, labels, v in pairs if name == "inc"] == [
-            (v, labels) for name, labels, v in pairs if name == "thru"
-        ]
+        thru = [(v, labels) for name, labels, v in pairs if name == "thru"]
+        assert len(thru) == 1201 and (2.5, "early") in [(v, dict(labels)["k"]) for v, labels in thru]
+        assert [(v, labels) for name, labels, v in pairs if name == "inc"] == thru
     gauge = Gauge("g", "g", registry=CollectorRegistry(), multiprocess_mode="livesum")
     gauge._value.inc(1)
     gauge._value.inc(1)
