@@ -41,10 +41,13 @@ if TYPE_CHECKING:
 __all__ = ["RequestLine"]
 
 USER_AGENT_CHARS = 512
-_ROUTES_KEPT = 1024
+_SHAPES_KEPT = 1024  # (method, path, route, status) combinations kept rendered; the store starts over when full
+_SHAPE_PATH_CHARS = 256  # a longer path is rendered each time, never kept
 
 
-_LEVEL_NAMES = {logging.INFO: "INFO", logging.WARNING: "WARNING", logging.ERROR: "ERROR"}
+_UNSEEN: Any = ()  # a shape not rendered yet (None is a shape the direct path cannot write)
+_INFO, _WARNING, _ERROR = logging.INFO, logging.WARNING, logging.ERROR
+_LEVEL_NAMES = {_INFO: "INFO", _WARNING: "WARNING", _ERROR: "ERROR"}
 
 
 class _LineFacts:
@@ -97,14 +100,16 @@ class RequestLine:
             (``LOG_JSON_FLAVOR`` other than ``default``).
     """
 
-    __slots__ = ("_logger_json", "_routes", "flavor_fields", "logger", "sampler")
+    __slots__ = ("_logger_json", "_shapes", "flavor_fields", "logger", "sampler")
 
     def __init__(self, sampler: RequestSampler | None = None, flavor_fields: bool = False):
         self.sampler = sampler
         self.flavor_fields = flavor_fields
         self.logger = logging.getLogger(REQUEST_LOGGER)
         self._logger_json = quote(REQUEST_LOGGER)
-        self._routes: dict[str, str] = {}  # route -> its JSON string
+        # (method, path, route, status) -> the line's text around the correlation ID, or None for a request
+        # the direct path cannot write (its path or method needs the formatter's checks).
+        self._shapes: dict[tuple[Any, str, str, Any], tuple[str, str] | None] = {}
 
     @classmethod
     def from_config(cls, config: ObserveConfig) -> RequestLine | None:
@@ -131,17 +136,16 @@ class RequestLine:
         match = request.resolver_match
         if match is not None and status < 400 and OWN_APP in match.app_names:
             return  # successful health and metrics calls are noise
-        level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
+        level = _INFO if status < 400 else _WARNING if status < 500 else _ERROR
         logger = self.logger
         if not logger.isEnabledFor(level):
             return
         matched = match.route if match is not None else UNMATCHED_ROUTE
         # Durations are whole hundredths of a millisecond: integer arithmetic, no float round().
         duration = (elapsed_ns + 5_000) // 10_000
-        duration_ms = duration / 100
-        if self.sampler is not None and not self.sampler.keep(request.path, matched, status, duration_ms):
-            return
         method, path = request.method, request.path
+        if self.sampler is not None and not self.sampler.keep(path, matched, status, duration / 100):
+            return
         count, db = None, 0
         if stats is not None:
             count = stats.count
@@ -163,54 +167,64 @@ class RequestLine:
                 and (context is not None or not formatter.trace_step)
                 and not (STRUCTLOG_CONTEXT_VARS and structlog_context_bound())
                 and not task_context.get()
-                and type(status) is int
-                and method in STANDARD_METHODS
-                and "=" not in path
-                and ":" not in path
-                and " " not in path
                 and (uid is None or _plain(uid))
             ):
                 # What the formatter's chain would write for this line (tests/unit/test_request_line.py
                 # compares the two), without building the event: the line is most of a request's cost.
-                route_json = self._routes.get(matched)
-                if route_json is None:
-                    route_json = quote(matched)
-                    if len(self._routes) < _ROUTES_KEPT:
-                        self._routes[matched] = route_json
-                path_json = quote(path)
-                cid = "" if correlation_id is None else f',"correlation_id":{quote(correlation_id)}'
-                queries = "" if count is None else f',"db_queries":{count},"db_ms":{db // 100}{HUNDREDTHS[db % 100]}'
-                user = "" if uid is None else f',"user_id":{quote(uid)}'
-                trace = (
-                    ""
-                    if context is None
-                    else f',"trace_id":"{context.trace_id:032x}","span_id":"{context.span_id:016x}"'
-                )
-                stamp = format_timestamp(time.time()) if end_ns is None else timestamp_at(end_ns)
-                line = (
-                    f'{{"timestamp":"{stamp}","level":"{_LEVEL_NAMES[level]}",'
-                    f'"logger":{self._logger_json},"message":"{method} {path_json[1:]}{cid},"method":"{method}",'
-                    f'"path":{path_json},"route":{route_json},"status":{status},'
-                    f'"duration_ms":{duration // 100}{HUNDREDTHS[duration % 100]}{queries}{user}{trace}}}'
-                )
+                key = (method, path, matched, status)
+                shape = self._shapes.get(key, _UNSEEN)
+                if shape is _UNSEEN:
+                    shape = self._shape(method, path, matched, status, level)
+                    if len(path) <= _SHAPE_PATH_CHARS:  # what hostile paths can make the store hold stays small
+                        if len(self._shapes) >= _SHAPES_KEPT:
+                            self._shapes.clear()
+                        self._shapes[key] = shape
+                if shape is not None:
+                    head, tail = shape
+                    cid = "" if correlation_id is None else f',"correlation_id":{quote(correlation_id)}'
+                    queries = (
+                        "" if count is None else f',"db_queries":{count},"db_ms":{db // 100}{HUNDREDTHS[db % 100]}'
+                    )
+                    user = "" if uid is None else f',"user_id":{quote(uid)}'
+                    trace = (
+                        ""
+                        if context is None
+                        else f',"trace_id":"{context.trace_id:032x}","span_id":"{context.span_id:016x}"'
+                    )
+                    stamp = format_timestamp(time.time()) if end_ns is None else timestamp_at(end_ns)
+                    line = (
+                        f'{{"timestamp":"{stamp}{head}{cid}{tail}{duration // 100}{HUNDREDTHS[duration % 100]}'
+                        f"{queries}{user}{trace}}}"
+                    )
             try:
                 if line is None:
                     exc_info = (type(exception), exception, exception.__traceback__) if exception is not None else None
                     facts = _LineFacts(logger.name, _LEVEL_NAMES[level], time.time())
-                    extra = self._fields(request, status, matched, duration_ms, count, db, uid, context)
+                    extra = self._fields(request, status, matched, duration / 100, count, db, uid, context)
                     line = formatter.render(facts, f"{method} {path}", extra, exc_info)
                 with handler.lock:  # type: ignore[union-attr]
                     handler.stream.write(line + handler.terminator)
                     handler.stream.flush()
                 return
             except Exception:  # as StreamHandler.emit does: report and carry on
-                extra = self._fields(request, status, matched, duration_ms, count, db, uid, context)
+                extra = self._fields(request, status, matched, duration / 100, count, db, uid, context)
                 handler.handleError(self._record(request, level, extra, exception))
                 return
         # makeRecord + handle is what Logger.log does, minus the call-site lookup (a stack walk on every
         # request): the line's call site is always this method, so no handler can want it.
-        extra = self._fields(request, status, matched, duration_ms, count, db, uid, context)
+        extra = self._fields(request, status, matched, duration / 100, count, db, uid, context)
         logger.handle(self._record(request, level, extra, exception))
+
+    def _shape(self, method: Any, path: str, route: str, status: Any, level: int) -> tuple[str, str] | None:
+        """The line's text from after the timestamp to the correlation ID, and from after it to the duration's
+        value; None when the formatter must render the line (a method outside the standard ones, which the
+        line reports as given, a path redaction would look at, a status that is not an int)."""
+        if type(status) is not int or method not in STANDARD_METHODS or not _plain(path):
+            return None
+        path_json = quote(path)
+        head = f'","level":"{_LEVEL_NAMES[level]}","logger":{self._logger_json},"message":"{method} {path_json[1:]}'
+        tail = f',"method":"{method}","path":{path_json},"route":{quote(route)},"status":{status},"duration_ms":'
+        return head, tail
 
     def _fields(
         self,

@@ -23,22 +23,30 @@ def root_handler():
     return logging.StreamHandler(stream), stream
 
 
-def write_line(handler, status=200, path="/api/items/7?x=1", change=None):
-    """One request line, with ``handler`` the root logger's only handler (pytest's own are set aside)."""
+@contextlib.contextmanager
+def only_root_handler(handler):
+    """``handler`` as the root logger's only handler, at INFO, as configure_logging sets it (pytest's own
+    handlers and filters set aside, and put back)."""
     root = logging.getLogger()
     saved = root.handlers[:], root.filters[:], root.level
     root.handlers[:], root.filters[:] = [handler], []
     root.setLevel(logging.INFO)
     try:
+        yield
+    finally:
+        root.handlers[:], root.filters[:], level = saved
+        root.setLevel(level)
+
+
+def write_line(handler, status=200, path="/api/items/7?x=1", change=None):
+    """One request line, with ``handler`` the root logger's only handler (pytest's own are set aside)."""
+    with only_root_handler(handler):
         if change is not None:
             change(handler)
         request = RequestFactory().get(path, HTTP_USER_AGENT="curl/8.5")
         request.resolver_match = None
         line = RequestLine(flavor_fields=True)
         line.write(request, HttpResponse(status=status), 1_500_000, None, "req_abc")
-    finally:
-        root.handlers[:], root.filters[:], level = saved
-        root.setLevel(level)
 
 
 def without_clock(value):
@@ -150,11 +158,7 @@ def _one_line(handler, path, *, uid=None, traced=False, queries=None, correlatio
     from django_observe.queries import QueryStats
     from django_observe.requestinfo import SPAN_CONTEXT_ATTR
 
-    root = logging.getLogger()
-    saved = root.handlers[:], root.filters[:], root.level
-    root.handlers[:], root.filters[:] = [handler], []
-    root.setLevel(logging.INFO)
-    try:
+    with only_root_handler(handler):
         request = RequestFactory().get(path)
         request.resolver_match = ResolverMatch(lambda r: None, (), {}, route='api/<str:name>/"x"\\é')
         if uid is not None:
@@ -168,9 +172,6 @@ def _one_line(handler, path, *, uid=None, traced=False, queries=None, correlatio
                 stats.add("SELECT 1", seconds)
         with correlation_context(correlation_id) if correlation_id else contextlib.nullcontext():
             RequestLine().write(request, HttpResponse(status=status), 1_234_567, stats, correlation_id)
-    finally:
-        root.handlers[:], root.filters[:], level = saved
-        root.setLevel(level)
 
 
 @pytest.mark.parametrize(
@@ -224,3 +225,52 @@ def test_hundredths_are_written_as_the_float_repr():
     rng = random.Random(7)
     for k in [*range(100_000), *(rng.randrange(10**15) for _ in range(20_000))]:
         assert f"{k // 100}{HUNDREDTHS[k % 100]}" == repr(k / 100)
+
+
+def test_rendered_shapes_are_reused_and_started_over_without_changing_a_line(root_handler, monkeypatch):
+    # One RequestLine serves many requests: the text it keeps per (method, path, route, status) must give the
+    # line the logging path gives, on a repeat, for another status or method of the same path, for a path
+    # only the formatter may write (kept as such), after the store filled up and started over, and for a
+    # path too long to keep.
+    from django.urls import ResolverMatch
+
+    from django_observe.correlation import correlation_context
+    from django_observe.logging import request_line
+
+    monkeypatch.setattr(request_line, "_SHAPES_KEPT", 3)
+    monkeypatch.setattr(request_line, "time", _Clock())
+    handler, stream = root_handler
+    handler.setFormatter(JSONFormatter())
+    requests = [
+        ("get", "/ping", 200),
+        ("get", "/ping", 200),
+        ("get", "/ping", 404),
+        ("post", "/ping", 200),
+        ("get", "/key=value", 200),
+        ("get", "/key=value", 200),
+        ("get", "/caf\u00e9", 503),
+        ("get", "/ping", 200),
+        ("get", "/other", 200),
+        ("get", "/" + "long" * 100, 200),
+    ]
+
+    def lines(kept):
+        with only_root_handler(handler):
+            line = RequestLine()
+            for method, path, status in requests:
+                request = getattr(RequestFactory(), method)(path)
+                request.resolver_match = ResolverMatch(lambda r: None, (), {}, route=path.strip("/") or "root")
+                with correlation_context("req_abc"):
+                    line.write(request, HttpResponse(status=status), 1_234_567, None, "req_abc")
+                kept.append(len(line._shapes))
+        written = stream.getvalue().splitlines()
+        stream.seek(0)
+        stream.truncate()
+        return [TIMESTAMP.sub("", one) for one in written]
+
+    kept = []
+    direct = lines(kept)
+    assert kept == [1, 1, 2, 3, 1, 1, 2, 3, 1, 1]  # started over when full; a long path is not kept
+    handler.addFilter(lambda record: True)  # the same requests through logging and the whole chain
+    assert direct == lines([])
+    assert [json.loads("{" + one.lstrip(","))["status"] for one in direct] == [r[2] for r in requests]
