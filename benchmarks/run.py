@@ -177,8 +177,8 @@ def served(
 ) -> dict[str, tuple[float, float, list[float]]]:
     """``{config: (median requests/s, implied µs per request, each round's requests/s)}`` of one server worker
     per configuration under wrk. Every configuration's server runs at once (idle but for its own window) and
-    the windows go round the configurations, so a machine's load drifting over minutes falls on all of them
-    alike."""
+    the windows go round the configurations, forwards and backwards in turn, so a machine's load drifting over
+    minutes, or within one round, falls on all of them alike."""
     running: dict[str, tuple[subprocess.Popen, int]] = {}
     try:
         for config, env in envs.items():
@@ -187,8 +187,8 @@ def served(
         for url in urls.values():
             wrk("-d1s", url)  # warm up
         rates: dict[str, list[float]] = {config: [] for config in urls}
-        for _ in range(repeats):
-            for config, url in urls.items():
+        for round_ in range(repeats):
+            for config, url in list(urls.items())[:: 1 if round_ % 2 == 0 else -1]:
                 rates[config].append(wrk_rate(url, seconds, f"{config} {server} {view}"))
     finally:
         for proc, _ in running.values():
