@@ -169,7 +169,7 @@ class RequestLine:
                 and not task_context.get()
                 and (uid is None or _plain(uid))
             ):
-                # What the formatter's chain would write for this line (tests/unit/test_request_line.py
+                # What the formatter's chain would write for this line (tests/unit/test_request_line_direct.py
                 # compares the two), without building the event: the line is most of a request's cost.
                 key = (method, path, matched, status)
                 shape = self._shapes.get(key, _UNSEEN)
