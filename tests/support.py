@@ -326,7 +326,8 @@ def gunicorn(
     return Server(argv, env, port, log_path)
 
 
-def uvicorn(env: dict[str, str], log_path: Path, extra: tuple[str, ...] = ()) -> Server:
+def uvicorn(env: dict[str, str], log_path: Path, extra: tuple[str, ...] = (), access_log: bool = False) -> Server:
+    """uvicorn serving the test project, by default with ``--no-access-log`` (the request line says more)."""
     port = free_port()
     argv = [
         PYTHON,
@@ -337,7 +338,7 @@ def uvicorn(env: dict[str, str], log_path: Path, extra: tuple[str, ...] = ()) ->
         "127.0.0.1",
         "--port",
         str(port),
-        "--no-access-log",
+        *(() if access_log else ("--no-access-log",)),
         *extra,
     ]
     return Server(argv, env, port, log_path)

@@ -50,6 +50,18 @@ SERVER_LOGGERS = (
 )
 
 
+def _switched_off() -> dict[str, int]:
+    """The server loggers their server was told not to write, with their levels: no handler of their own and
+    not propagating, which is how uvicorn's ``--no-access-log`` leaves ``uvicorn.access`` (and gunicorn
+    ``gunicorn.access`` without ``--access-logfile``)."""
+    off = {}
+    for name in SERVER_LOGGERS:
+        existing = logging.Logger.manager.loggerDict.get(name)
+        if isinstance(existing, logging.Logger) and not existing.handlers and not existing.propagate:
+            off[name] = existing.level
+    return off
+
+
 def level_number(name: str) -> int:
     return _LEVELS[name]
 
@@ -257,6 +269,7 @@ def configure_logging(
     # them from everyone. The request line, the hot path, skips the call-site lookup on its own
     # (logging/request_line.py).
     formatter = {"json": JSONFormatter, "text": TextFormatter}[fmt]
+    off = _switched_off()
     logging.config.dictConfig(
         {
             "version": 1,
@@ -274,9 +287,18 @@ def configure_logging(
             },
             "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": sys.stdout, "formatter": "observe"}},
             "root": {"handlers": ["stdout"], "level": number},
-            "loggers": {name: {"handlers": [], "propagate": True, "level": logging.NOTSET} for name in SERVER_LOGGERS},
+            "loggers": {
+                name: {"handlers": [], "propagate": True, "level": logging.NOTSET}
+                for name in SERVER_LOGGERS
+                if name not in off
+            },
         }
     )
+    # dictConfig resets the children of the loggers it configures ("uvicorn.access" of "uvicorn"): the ones
+    # switched off stay off, or an access line the server was told not to write would cost every request.
+    for name, kept_level in off.items():
+        switched = logging.getLogger(name)
+        switched.handlers, switched.propagate, switched.level = [], False, kept_level
     _add_otlp_handler(otlp_handler, number)
 
 

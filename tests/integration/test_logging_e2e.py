@@ -269,6 +269,26 @@ def test_concurrent_requests_under_asgi_never_share_an_id(tmp_path):
         concurrent_ids(server, "/api/awork")
 
 
+@pytest.mark.parametrize("access_log", [False, True], ids=["no-access-log", "access-log"])
+def test_uvicorns_access_log_is_written_only_when_uvicorn_was_told_to(tmp_path, access_log):
+    """``--no-access-log`` stays off (the request line says more); uvicorn's access lines, when on, are ours."""
+    env = support.sqlite_env(tmp_path, LOG_FORMAT="json", LOG_LEVEL="INFO")
+    with support.uvicorn(env, tmp_path / "out.log", access_log=access_log) as server:
+        assert requests.get(server.url + "/api/ping", timeout=10).status_code == 200
+        support.wait_until(
+            lambda: any(e["logger"] == "django_observe.request" for e in json_lines(server.output())),
+            message="the request line",
+        )
+        lines = json_lines(server.output())  # every line is JSON
+    access = [e for e in lines if e["logger"] == "uvicorn.access"]
+    assert any(e["logger"] == "uvicorn.error" for e in lines)  # uvicorn's own lines are routed to ours
+    if access_log:
+        assert [e["level"] for e in access] == ["INFO"]
+        assert "/api/ping" in access[0]["message"]
+    else:
+        assert access == []
+
+
 def test_concurrent_requests_under_threaded_wsgi_never_share_an_id(tmp_path):
     env = support.sqlite_env(tmp_path, LOG_FORMAT="json")
     with support.gunicorn(env, tmp_path / "out.log", workers=1, extra=("--threads", "8")) as server:
