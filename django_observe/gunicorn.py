@@ -3,6 +3,6 @@
 The hooks live in ``django_observe.integrations.gunicorn``; this module keeps the documented name.
 """
 
-from .integrations.gunicorn import child_exit, logconfig_dict, worker_exit
+from .integrations.gunicorn import child_exit, logconfig_dict, on_reload, on_starting, worker_exit
 
-__all__ = ["child_exit", "logconfig_dict", "worker_exit"]
+__all__ = ["child_exit", "logconfig_dict", "on_reload", "on_starting", "worker_exit"]

@@ -5,7 +5,9 @@ work without gunicorn hooks). It adds what only the master can do:
 
 - the master's own lines (``Starting gunicorn``, ``Booting worker``, ...) in the configured ``LOG_FORMAT``;
 - ``child_exit``: a dead worker's live-gauge files are removed at once (not only at the next scrape);
-- ``worker_exit``: buffered spans are flushed when a worker stops (``max_requests``, graceful shutdown).
+- ``worker_exit``: buffered spans are flushed when a worker stops (``max_requests``, graceful shutdown);
+- ``on_starting`` and ``on_reload``: gunicorn's access log stays as gunicorn's own settings have it (off
+  unless ``--access-logfile`` is given), although a logging configuration is given.
 
 In an existing ``gunicorn.conf.py``::
 
@@ -15,6 +17,7 @@ In an existing ``gunicorn.conf.py``::
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import types
@@ -23,7 +26,7 @@ from typing import Any
 from .. import conf
 from ..runtime import current
 
-__all__ = ["child_exit", "logconfig_dict", "worker_exit"]
+__all__ = ["child_exit", "logconfig_dict", "on_reload", "on_starting", "worker_exit"]
 
 
 def _logging_config() -> dict[str, Any]:
@@ -58,6 +61,20 @@ def _logging_config() -> dict[str, Any]:
 
 
 logconfig_dict = _logging_config()
+
+
+def on_starting(server: Any) -> None:
+    # gunicorn writes access lines whenever a logging configuration is given, as this module gives one; without
+    # --access-logfile nobody asked for them (the request line says more). Switched off as gunicorn leaves it
+    # without a configuration; the workers' logging set-up keeps it so (logging/setup.py).
+    if server.cfg.accesslog is None:
+        access = logging.getLogger("gunicorn.access")
+        access.handlers, access.propagate = [], False
+        access.setLevel(logging.CRITICAL + 1)  # gunicorn still calls it: return before a record is made
+
+
+def on_reload(server: Any) -> None:
+    on_starting(server)  # a reload runs gunicorn's logging set-up again
 
 
 def child_exit(server: Any, worker: Any) -> None:

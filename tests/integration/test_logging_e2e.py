@@ -304,3 +304,17 @@ def test_gunicorn_config_module_formats_the_master_too(tmp_path):
     lines = [json.loads(line) for line in server.output().splitlines() if line.strip()]  # every line is JSON
     assert any(e["logger"] == "gunicorn.error" and e["message"].startswith("Starting gunicorn") for e in lines)
     assert any(e["logger"] == "django_observe.request" for e in lines)
+    # gunicorn writes access lines whenever it is given a logging configuration; nobody asked for them here
+    assert [e for e in lines if e["logger"] == "gunicorn.access"] == []
+
+
+def test_gunicorn_config_module_keeps_an_access_log_that_was_asked_for(tmp_path):
+    env = support.sqlite_env(tmp_path, LOG_FORMAT="json", METRICS_PORT=str(support.free_port()))
+    extra = ("-c", "python:django_observe.gunicorn", "--access-logfile", "-")
+    with support.gunicorn(env, tmp_path / "out.log", workers=1, extra=extra) as server:
+        assert requests.get(server.url + "/api/ping", timeout=10).status_code == 200
+        support.wait_until(
+            lambda: any(e["logger"] == "gunicorn.access" for e in json_lines(server.output())), message="access line"
+        )
+        access = [e for e in json_lines(server.output()) if e["logger"] == "gunicorn.access"]
+    assert len(access) == 1 and "/api/ping" in access[0]["message"]
