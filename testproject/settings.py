@@ -12,6 +12,7 @@ Celery broker under ./var. Real services come from the environment:
 - ``OPENAI_BASE_URL``: an OpenAI-compatible endpoint on loopback; ``POST /api/chat`` then answers with the openai SDK
 """
 
+import importlib.util
 import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -44,6 +45,11 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# A project with Django REST framework lists it here, as DRF's installation asks (its authentication and
+# permissions are then timed in authorization_duration_seconds).
+if importlib.util.find_spec("rest_framework") is not None:
+    INSTALLED_APPS.append("rest_framework")
+
 # Django's tasks framework with the database backend (run tasks with `manage.py db_worker`).
 if os.environ.get("TESTPROJECT_DJANGO_TASKS") == "1":
     import django

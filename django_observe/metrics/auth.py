@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -74,8 +75,8 @@ def _timed_session_user(get_user: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 def install_auth_instrumentation() -> None:
-    """Wrap Django's session user loading and, when installed, DRF's authentication and permissions (once;
-    the wrappers record into the current runtime's catalogue)."""
+    """Wrap Django's session user loading and, when the project has it, DRF's authentication and permissions
+    (once; the wrappers record into the current runtime's catalogue)."""
     from django.apps import apps
 
     # Importing django.contrib.auth's middleware loads its models, which fails in a project without the app.
@@ -85,6 +86,11 @@ def install_auth_instrumentation() -> None:
         if not getattr(auth_middleware.get_user, "_django_observe", False):
             auth_middleware.get_user = _timed_session_user(auth_middleware.get_user)
             auth_middleware.get_user._django_observe = True
+    # DRF when the project has it: in INSTALLED_APPS, as DRF's installation asks, or already imported. Importing
+    # it for a project that does not use it would load DRF and what it imports (psycopg among them, whose import
+    # sets a context variable every thread hop then copies): 26k objects every full garbage collection walks.
+    if not (apps.is_installed("rest_framework") or "rest_framework" in sys.modules):
+        return
     try:
         from rest_framework.request import Request
         from rest_framework.views import APIView
