@@ -3,10 +3,12 @@
     python -m benchmarks.instructions                      # every configuration, both views
     python -m benchmarks.instructions --configs bare,observe --views /ping --write
     python -m benchmarks.instructions --configs bare,floor,observe --views /ping --gunicorn
+    python -m benchmarks.instructions --configs bare,floor,observe --views /ping --uvicorn
 
 With ``--gunicorn`` the count is taken in a real gunicorn sync worker instead (benchmarks/gunicorn_count.py):
 every request's whole user-space cost in the worker, gunicorn's own part (parsing, the response headers,
-the close) included, served over loopback one connection at a time.
+the close) included, served over loopback one connection at a time. ``--uvicorn`` counts a uvicorn worker's
+every thread (valgrind runs them one at a time, so the count is the work, not the contention for the GIL).
 
 Each configuration starts under ``valgrind --tool=callgrind --instr-atstart=no`` (start-up runs
 uninstrumented, so a count takes seconds, not minutes), warms up, has instrumentation switched on with
@@ -150,21 +152,92 @@ def count_gunicorn(view: str, env: dict[str, str], n: int = 200, warmup: int = 1
         return counted[0] / n
 
 
+def count_uvicorn(view: str, env: dict[str, str], n: int = 200, warmup: int = 100, timeout: float = 300) -> float:
+    """Instructions per request of ``view`` in a uvicorn worker (every thread of the process: the event loop and
+    asgiref's executor threads) for the configuration in ``env``: the counters are zeroed after the warm-up and
+    dumped after ``n`` more requests on one keep-alive connection."""
+    with tempfile.TemporaryDirectory() as tmp:
+        port, out = free_port(), str(Path(tmp) / "callgrind.out")
+        argv = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "benchmarks.project.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+
+        def control(*args: str) -> None:
+            subprocess.run(["callgrind_control", *args, str(proc.pid)], check=True, capture_output=True)
+
+        def serve(count: int) -> None:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+            for _ in range(count):
+                connection.request("GET", view)
+                response = connection.getresponse()
+                response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"{env['BENCH_CONFIG']} {view}: status {response.status}")
+            connection.close()
+
+        try:
+            wait_port(port, timeout=timeout)
+            control("-i", "on")
+            serve(warmup)
+            control("-z")
+            serve(n)
+            control("-d")
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        counts = [
+            int(m.group(1)) for f in Path(tmp).glob("callgrind.out.*") for m in [_COLLECTED.search(f.read_text())] if m
+        ]
+        if len(counts) != 1:
+            raise RuntimeError(f"{env['BENCH_CONFIG']} {view}: counts {counts}")
+        return counts[0] / n
+
+
 def measure(
     configs: list[str],
     views: tuple[str, ...] = VIEWS,
     n: int = 200,
     options: dict[str, str] | None = None,
     gunicorn: bool = False,
+    uvicorn: bool = False,
 ) -> dict[str, dict[str, float]]:
-    """``{config: {view: instructions per request}}``; ``gunicorn``: in a gunicorn worker, not in-process."""
+    """``{config: {view: instructions per request}}``; ``gunicorn``/``uvicorn``: in that server's worker, not
+    in-process."""
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for config in configs:
             env = environment(config, str(Path(tmp) / f"{config}.sqlite3"), options=options)
             migrate(env)
             for view in views:
-                counted = count_gunicorn(view, env, n) if gunicorn else count(view, env, n)
+                if gunicorn:
+                    counted = count_gunicorn(view, env, n)
+                elif uvicorn:
+                    counted = count_uvicorn(view, env, n)
+                else:
+                    counted = count(view, env, n)
                 results.setdefault(config, {})[view] = round(counted)
     return results
 
@@ -187,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--gunicorn", action="store_true", help=f"count in a gunicorn sync worker (baseline: {GUNICORN_BASELINE.name})"
     )
+    parser.add_argument(
+        "--uvicorn", action="store_true", help="count in a uvicorn worker, every thread (no baseline: not for CI)"
+    )
     args = parser.parse_args(argv)
     if not available():
         parser.error("valgrind (with callgrind_control) is not installed")
@@ -199,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         options["BENCH_MULTIPROCESS"] = "1"
     if args.gunicorn and args.multiprocess:
         parser.error("--gunicorn is multiprocess already")
-    results = measure(configs, views, args.n, options, gunicorn=args.gunicorn)
+    if args.uvicorn and (args.gunicorn or args.write):
+        parser.error("--uvicorn goes with neither --gunicorn nor --write")
+    results = measure(configs, views, args.n, options, gunicorn=args.gunicorn, uvicorn=args.uvicorn)
     print("| configuration | " + " | ".join(f"`{v}` instructions/req" for v in views) + " | overhead over bare |")
     print("| --- | " + " | ".join("---:" for _ in views) + " | --- |")
     for config, row in results.items():
@@ -209,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         if "floor" in results and "observe" in results:
             ratio = overhead(results, "observe", view) / overhead(results, "floor", view)
             print(f"- `{view}` observe overhead / floor overhead: {ratio:.2f}")
-        if args.gunicorn and "observe" in results:
+        if (args.gunicorn or args.uvicorn) and "observe" in results:
             share = results["bare"][view] / results["observe"][view]
             print(f"- `{view}` bare / observe instructions in the worker: {share:.1%}")
     if args.write:
