@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,3 +48,23 @@ def environment(
         **(options or {}),
     )
     return env
+
+
+def uvicorn_command(port: int) -> list[str]:
+    """The benchmark project served by one uvicorn worker on ``port`` (no access log: the request line says
+    more, and a server's own line is not what is measured)."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "benchmarks.project.asgi:application",
+        "--workers",
+        "1",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]

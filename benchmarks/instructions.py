@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from .configs import available as installed
-from .configs import environment
+from .configs import environment, uvicorn_command
 from .ports import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,17 +163,7 @@ def count_uvicorn(view: str, env: dict[str, str], n: int = 200, warmup: int = 10
             "--tool=callgrind",
             "--instr-atstart=no",
             f"--callgrind-out-file={out}",
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "benchmarks.project.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
+            *uvicorn_command(port),
         ]
         proc = subprocess.Popen(
             argv,

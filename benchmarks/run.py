@@ -31,7 +31,7 @@ import threading
 from pathlib import Path
 
 from . import instructions
-from .configs import available, environment
+from .configs import available, environment, uvicorn_command
 from .ports import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,21 +120,7 @@ def start_server(server: str, env: dict) -> tuple[subprocess.Popen, int]:
             "warning",
         ]
     else:
-        argv = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "benchmarks.project.asgi:application",
-            "--workers",
-            "1",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
+        argv = uvicorn_command(port)
     proc = subprocess.Popen(
         argv,
         cwd=ROOT,
