@@ -24,6 +24,7 @@ import types
 from typing import Any
 
 from .. import conf
+from ..logging.setup import switch_off
 from ..runtime import current
 
 __all__ = ["child_exit", "logconfig_dict", "on_reload", "on_starting", "worker_exit"]
@@ -68,9 +69,8 @@ def on_starting(server: Any) -> None:
     # --access-logfile nobody asked for them (the request line says more). Switched off as gunicorn leaves it
     # without a configuration; the workers' logging set-up keeps it so (logging/setup.py).
     if server.cfg.accesslog is None:
-        access = logging.getLogger("gunicorn.access")
-        access.handlers, access.propagate = [], False
-        access.setLevel(logging.CRITICAL + 1)  # gunicorn still calls it: return before a record is made
+        # gunicorn still calls it: above CRITICAL, it returns before a record is made
+        switch_off("gunicorn.access", logging.CRITICAL + 1)
 
 
 def on_reload(server: Any) -> None:

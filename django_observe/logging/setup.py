@@ -62,6 +62,14 @@ def _switched_off() -> dict[str, int]:
     return off
 
 
+def switch_off(name: str, level: int) -> None:
+    """Leave server logger ``name`` as its server leaves one it was told not to write (what
+    :func:`_switched_off` recognises): no handler, not propagating, at ``level``."""
+    logger = logging.getLogger(name)
+    logger.handlers, logger.propagate = [], False
+    logger.setLevel(level)
+
+
 def level_number(name: str) -> int:
     return _LEVELS[name]
 
@@ -297,8 +305,7 @@ def configure_logging(
     # dictConfig resets the children of the loggers it configures ("uvicorn.access" of "uvicorn"): the ones
     # switched off stay off, or an access line the server was told not to write would cost every request.
     for name, kept_level in off.items():
-        switched = logging.getLogger(name)
-        switched.handlers, switched.propagate, switched.level = [], False, kept_level
+        switch_off(name, kept_level)
     _add_otlp_handler(otlp_handler, number)
 
 
