@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 
 
-def request_driver(path: str) -> Callable[[], str]:
-    """Set Django up; returns a function that serves one GET of ``path`` and returns the status line."""
+def setup_django() -> None:
+    """``django.setup()`` for the configuration in ``BENCH_CONFIG``."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.project.settings")
     if os.environ.get("BENCH_MULTIPROCESS") == "1":
         # What django_observe sees in a gunicorn worker (its program name, gunicorn's arbiter imported), so
@@ -29,6 +29,13 @@ def request_driver(path: str) -> Callable[[], str]:
     import django
 
     django.setup()
+
+
+def request_driver(path: str, setup: bool = True) -> Callable[[], str]:
+    """Set Django up (unless ``setup`` is false: the caller did); returns a function that serves one GET of
+    ``path`` and returns the status line."""
+    if setup:
+        setup_django()
     from django.core.handlers.wsgi import WSGIHandler
 
     handler = WSGIHandler()

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core import checks
 
-from .conf import ObserveConfig
+from .conf import CONFIGURATION_URL, ObserveConfig, loaded
 from .runtime import current
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "check_django_prometheus",
     "check_metrics_exposure",
     "check_urls",
+    "logging_override_warnings",
     "metrics_exposure_warnings",
     "register",
 ]
@@ -29,6 +30,12 @@ def register(django_settings: Any = None) -> None:
     checks.register(check_urls, "django_observe", checks.Tags.urls)
     checks.register(check_metrics_exposure, "django_observe", checks.Tags.security)
     if django_settings is not None:
+
+        def logging_override(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+            runtime = current()
+            return [] if runtime is None else logging_override_warnings(django_settings, loaded(runtime.config))
+
+        checks.register(logging_override, "django_observe")
 
         def django_prometheus(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
             from django.apps import apps
@@ -48,7 +55,7 @@ def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[checks.C
     return [
         checks.Error(
             error.message,
-            hint=error.hint or "See the configuration reference in docs/configuration.md.",
+            hint=error.hint or f"See the configuration reference: {CONFIGURATION_URL}",
             id="django_observe.E001",
         )
         for error in (runtime.errors if runtime is not None else ())
@@ -111,7 +118,32 @@ def check_metrics_exposure(app_configs: Any = None, **kwargs: Any) -> list[check
     runtime = current()
     if runtime is None:
         return []
-    return metrics_exposure_warnings(runtime.config)
+    return metrics_exposure_warnings(loaded(runtime.config))
+
+
+def logging_override_warnings(django_settings: Any, config: ObserveConfig) -> list[checks.CheckMessage]:
+    """django_observe.W006: the project's own ``LOGGING`` keeps its handlers (``LOG_CONFIGURE="auto"``), so the
+    ``LOG_LEVEL``/``LOG_FORMAT`` it sets are not applied to them."""
+    if not getattr(django_settings, "LOGGING", None) or config.log_configure != "auto":
+        return []
+    ignored = [
+        name
+        for name, field in (("LOG_LEVEL", "log_level"), ("LOG_FORMAT", "log_format"))
+        if config.sources.get(field, "default") != "default"
+    ]
+    if not ignored:
+        return []
+    return [
+        checks.Warning(
+            f"settings.LOGGING is defined, so {' and '.join(ignored)} "
+            f"{'is' if len(ignored) == 1 else 'are'} not applied: the project's handlers and formatters write "
+            'every line (LOG_CONFIGURE is "auto").',
+            hint='Set DJANGO_OBSERVE["LOG_CONFIGURE"] = "on" to use LOG_LEVEL/LOG_FORMAT, or use '
+            'django_observe.logging.JSONFormatter/TextFormatter in your LOGGING; add "django_observe.W006" to '
+            "SILENCED_SYSTEM_CHECKS to keep things as they are.",
+            id="django_observe.W006",
+        )
+    ]
 
 
 def check_django_prometheus(django_settings: Any, app_names: list[str], config: Any) -> list[checks.CheckMessage]:

@@ -32,6 +32,9 @@ T = TypeVar("T")
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar("django_observe_correlation_id", default=None)
 # The variable itself, for ObserveMiddleware: it sets and resets it on every request without a call.
 correlation_id_var = _current
+# An exception that leaves a connection or job carries its ID here: the server logs it after the context is
+# gone (daphne's "Exception inside application"), and the log line still gets the ID (add_correlation_id).
+EXCEPTION_ATTR = "__django_observe_correlation_id__"
 
 DEFAULT_PATTERN = r"[A-Za-z0-9._:-]{1,128}"
 DEFAULT_PREFIX = "req_"
@@ -43,6 +46,12 @@ _FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
 def get_correlation_id() -> str | None:
     """The correlation ID of the current request or task, or None outside of one."""
     return _current.get()
+
+
+def tag_exception(error: BaseException, correlation_id: str) -> None:
+    """Let ``error`` carry ``correlation_id`` to the lines logged about it outside its context."""
+    with contextlib.suppress(AttributeError, TypeError):  # an exception class with __slots__
+        setattr(error, EXCEPTION_ATTR, correlation_id)
 
 
 def bind_correlation_id(correlation_id: str | None) -> contextvars.Token[str | None]:

@@ -24,13 +24,15 @@ from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefuncti
 from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, get_script_prefix, reverse
 
+from .conf import loaded
 from .correlation import correlation_id_var
 from .health import views as health_views
+from .integrations.sqlcomment import SqlComments
+from .logging.quiet import PROBE_ATTR
 from .logging.request_line import RequestLine
 from .queries import QueryStats, log_repeated
 from .requestinfo import EXCEPTION_ATTR, RequestState, request_state, route, user_id
 from .runtime import get_runtime
-from .sqlcomment import SqlComments
 
 __all__ = ["ObserveMiddleware"]
 
@@ -89,7 +91,7 @@ class ObserveMiddleware:
         self.meta_keys = tuple("HTTP_" + name.upper().replace("-", "_") for name in config.correlation_headers)
         self.response_header = config.correlation_headers[0]
         self._header_key = self.response_header.lower()
-        self.request_line = RequestLine.from_config(config)
+        self.request_line = RequestLine.from_config(loaded(config))
         self.recorder = runtime.metrics.recorder if runtime.metrics is not None else None
         self.spans = runtime.tracing.spans if runtime.tracing is not None else None
         # What the request gathers (authorization, the statements it runs) is one object in one context
@@ -99,6 +101,7 @@ class ObserveMiddleware:
             runtime.queries.new if self.counting else RequestState if self.recorder is not None else None  # type: ignore[union-attr]
         )
         self.sql_comments = runtime.sql_comments
+        self.console = runtime.console
 
     # --- the three jobs
 
@@ -130,6 +133,8 @@ class ObserveMiddleware:
         elapsed = end - start
         if self.recorder is not None:
             self.recorder.end(request, response.status_code, elapsed / 1e9, state, stats)
+        if self.console is not None:
+            self.console.end_request(request, response.status_code, elapsed, correlation_id)
         # The correlation ID header. ResponseHeaders.__setitem__ checks the name's and the value's charset and
         # line breaks; the name is checked at start-up and no ID the policy accepts or makes has a space or a
         # control character, so an ASCII one is printable and the pair goes straight to the store
@@ -176,6 +181,7 @@ class ObserveMiddleware:
         if probes:
             view = probes.get(request.path_info)
             if view is not None:
+                setattr(request, PROBE_ATTR, True)  # Django's own line of a failing probe is a duplicate
                 return async_to_sync(view)(request) if iscoroutinefunction(view) else view(request)
         start = _clock()
         correlation_id = request.correlation_id = self._correlation_id(request)
@@ -187,6 +193,8 @@ class ObserveMiddleware:
             state_token = request_state.set(state)
         if self.recorder is not None:
             self.recorder.begin()
+        if self.console is not None:
+            self.console.begin()
         comment_token = self.sql_comments.begin(request) if self.sql_comments is not None else None
         response = None
         try:
@@ -198,6 +206,8 @@ class ObserveMiddleware:
         except BaseException as exc:
             if response is None and self.recorder is not None:
                 self.recorder.abandon()  # once there is a response, _finish has ended it
+            if response is None and self.console is not None:
+                self.console.abandon()
             if state_token is not None:
                 request_state.reset(state_token)
             if comment_token is not None:
@@ -221,6 +231,7 @@ class ObserveMiddleware:
         if self._probes != {}:
             view = self._probe(request)
             if view is not None:
+                setattr(request, PROBE_ATTR, True)
                 return await view(request) if iscoroutinefunction(view) else view(request)
         start = _clock()
         correlation_id = request.correlation_id = self._correlation_id(request)
@@ -234,6 +245,8 @@ class ObserveMiddleware:
             request_state.set(state)  # the request's own asyncio task, as the correlation ID
         if self.recorder is not None:
             self.recorder.begin()
+        if self.console is not None:
+            self.console.begin()
         if self.sql_comments is not None:
             self.sql_comments.begin(request)  # the request's own asyncio task: its context ends with it
         response = None
@@ -243,6 +256,8 @@ class ObserveMiddleware:
         except BaseException as exc:
             if response is None and self.recorder is not None:
                 self.recorder.abandon()  # a cancelled request (its client went away) included
+            if response is None and self.console is not None:
+                self.console.abandon()
             if span is not None:
                 self._end_span(request, span, None, exc)
             raise

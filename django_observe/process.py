@@ -9,7 +9,7 @@ __all__ = ["is_management_command", "process_role"]
 
 _COMMANDS = {"manage.py", "django-admin", "django-admin.py"}
 # Management commands that are long-running task workers (they serve METRICS_WORKER_PORT).
-WORKER_COMMANDS = frozenset({"db_worker"})
+WORKER_COMMANDS = frozenset({"db_worker", "rqworker", "rqworker-pool"})
 
 
 def is_management_command(argv: list[str] | None = None) -> bool:
@@ -25,14 +25,16 @@ def is_management_command(argv: list[str] | None = None) -> bool:
 
 def process_role(argv: list[str] | None = None) -> str:
     """``web`` (gunicorn, uvicorn, runserver's serving child, other WSGI/ASGI hosts), ``worker``
-    (Celery worker, ``manage.py db_worker`` of Django's tasks framework), ``beat`` (``celery beat``), or
-    ``command`` (migrate, shell, test, celery inspect, ...)."""
+    (Celery worker, ``manage.py db_worker`` of Django's tasks framework, ``rq worker``, ``manage.py rqworker``),
+    ``beat`` (``celery beat``), or ``command`` (migrate, shell, test, celery inspect, ...)."""
     argv = sys.argv if argv is None else argv
     prog = os.path.basename(argv[0]) if argv else ""
     if prog == "__main__.py":  # python -m gunicorn / uvicorn / celery
         prog = os.path.basename(os.path.dirname(argv[0]))
     if prog in {"gunicorn", "uvicorn", "daphne", "hypercorn", "granian", "uwsgi"} or "gunicorn" in prog:
         return "web"
+    if prog == "rq" and ("worker" in argv[1:] or "worker-pool" in argv[1:]):  # RQ's own commands
+        return "worker"
     if prog == "celery" or prog.startswith("celery"):
         if "worker" in argv[1:]:
             return "worker"

@@ -1,27 +1,23 @@
 """Database cost per request and per task: statements run, time spent, and repeated statements (N+1).
 
-One ``connection.execute_wrapper`` per connection (every alias, pooled connections too) times each
-statement; it feeds the ``db_client_*`` metrics when they are on and the :class:`QueryStats` of the
-current request or task when one is open. A statement *shape* is the SQL Django sends with its
-placeholders (``... WHERE id = %s``), so an N+1 loop shows up as one shape repeated; parameters are
-never kept.
+One ``connection.execute_wrapper`` per connection (every alias, pooled connections too; installed by
+``django_observe.integrations.db``) times each statement; it feeds the ``db_client_*`` metrics when they are
+on and the :class:`QueryStats` of the current request or task when one is open. A statement *shape* is the
+SQL Django sends with its placeholders (``... WHERE id = %s``), so an N+1 loop shows up as one shape
+repeated; parameters are never kept.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
-import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .requestinfo import RequestState, request_state
 
-if TYPE_CHECKING:
-    from .metrics.catalogue import Catalogue
-
-__all__ = ["QueryCounter", "QueryStats", "QueryWrapper", "current", "install", "log_repeated"]
+__all__ = ["QueryCounter", "QueryStats", "current", "log_repeated"]
 
 logger = logging.getLogger("django_observe.db")
 STATEMENT_CHARS = 300
@@ -141,49 +137,3 @@ def log_repeated(stats: QueryStats, **fields: Any) -> None:
             "statement": statement[:STATEMENT_CHARS],
         },
     )
-
-
-class QueryWrapper:
-    """The execute wrapper: times every statement; metrics and per-request stats are both optional."""
-
-    __slots__ = ("duration", "errors")
-
-    def __init__(self, catalogue: Any, alias: str, vendor: str):
-        self.duration = catalogue.db_duration.labels(alias, vendor) if catalogue is not None else None
-        self.errors = (catalogue.db_errors, alias, vendor) if catalogue is not None else None
-
-    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return execute(sql, params, many, context)
-        except Exception as exc:
-            if self.errors is not None:
-                counter, alias, vendor = self.errors
-                counter.labels(alias, vendor, type(exc).__name__).inc()
-            raise
-        finally:
-            elapsed = time.perf_counter() - start
-            if self.duration is not None:
-                self.duration.observe(elapsed)
-            stats = request_state.get()
-            if stats is not None and type(stats) is QueryStats:
-                stats.add(sql, elapsed)
-
-
-def install(catalogue: Callable[[], Catalogue | None]) -> None:
-    """Wrap every database connection as it opens (once per process; safe to call again).
-
-    Args:
-        catalogue: returns the metrics catalogue for the ``db_client_*`` metrics, or None when DB metrics
-            are off; read when each connection opens, so a rebuilt runtime applies to new connections.
-    """
-    from django.db.backends.signals import connection_created
-
-    def on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
-        metrics = catalogue()
-        if metrics is not None:
-            metrics.db_connections.labels(connection.alias, connection.vendor).inc()
-        if not any(isinstance(w, QueryWrapper) for w in connection.execute_wrappers):
-            connection.execute_wrappers.append(QueryWrapper(metrics, connection.alias, connection.vendor))
-
-    connection_created.connect(on_connection_created, weak=False, dispatch_uid="django_observe.queries")

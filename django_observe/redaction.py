@@ -22,6 +22,9 @@ import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import unquote
+
+from .secret_shapes import Routes, compile_routes, may_hide, normalise, redact_shapes
 
 __all__ = [
     "REDACTED",
@@ -108,13 +111,28 @@ _URL_PASSWORD_RE = re.compile(
     r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s'\"<>]*):(?P<password>[^\s'\"<>]+)@"
 )
 # Authorization header values quoted in text: "Bearer abc.def" -> "Bearer [REDACTED]".
-_AUTH_SCHEME_RE = re.compile(r"\b(?P<scheme>Bearer|Basic|Token|Digest)(?:\s|%20|\+)+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+_AUTH_SCHEME_RE = re.compile(
+    r"\b(?P<scheme>Bearer|Basic|Token|Digest)(?P<sep>(?:\s|%20|\+)+)(?P<credential>[A-Za-z0-9._~+/=-]+)", re.IGNORECASE
+)
+# "Token" and "Basic" are English words too ("token refresh", "basic plan"): after them, a credential has a
+# digit, ``=`` or both cases, or is long; an all-lowercase word is prose.
+_WORDLIKE = re.compile(r"[a-z.-]{1,19}")
+# Values that are placeholders, not secrets: SQL parameters (``"session_key" = %s``), Python format fields.
+_PLACEHOLDERS = frozenset({"%s", "?", "%(password)s", "{}", "{password}"})
+
+
+def _auth_scheme(m: re.Match[str]) -> str:
+    if m["scheme"].lower() in ("token", "basic") and _WORDLIKE.fullmatch(m["credential"]):
+        return m.group()
+    return f"{m['scheme']} {REDACTED}"
+
+
 # Text often arrives escaped or encoded once more: a repr or JSON text inside another string
 # (``'{\\'password\\': \\'x\\'}'``), and URLs as Django prints them (``/reset/token%3Dx``,
 # ``?q=%7B%22password%22%3A%22x%22%7D``). So a quote may carry backslashes or be ``%22``/``%27``, and
 # ``%3D``/``%3A`` separate, ``%20`` is a space.
 _QUOTE = r"\\*['\"]|%2[27]"
-_SEP = r"(?:\s|%20)*(?:[=:]|%3[dDaA])(?:\s|%20)*"
+_SEP = r"(?:\s|%20)*(?:=>|:=|[=:]|%3[dDaA])(?:\s|%20)*"
 # A key's characters: word characters, ``.``, ``-`` and the brackets of form keys. Percent-encoded brackets
 # (``user%5Bpassword%5D``) cost the pass about a tenth more, so only text holding ``%5`` gets that pattern.
 _KEY_CHARS = r"[\w.\[\]-]*"
@@ -126,6 +144,8 @@ _LIST = r"""\[(?:'[^'\n]*'|"[^"\n]*"|[^\]\n])*\]?|\((?:'[^'\n]*'|"[^"\n]*"|[^)\n
 _VALUE = rf"(?:(?P<quote>{_QUOTE})(?:(?!(?P=quote))(?:\\.|[^\n]))*(?P=quote)?|{_LIST}|[^\s&'\",;]+)"
 
 MAX_DEPTH = 16
+# Percent-encoded separators of a URL's user-info or of a pair: worth matching the decoded text.
+_ENCODED_HINT = re.compile(r"%(?:25)?(?:3[aAdD]|40)")
 
 
 def _form_key_name(key: str) -> str:
@@ -154,16 +174,20 @@ def _pair_pattern(extra: Iterable[str], key_chars: str = _KEY_CHARS) -> re.Patte
 
 
 class Redactor:
-    """Redaction with a given set of extra secret key names (``LOG_REDACT_KEYS``).
+    """Redaction with a given set of extra secret key names (``LOG_REDACT_KEYS``) and secret routes.
 
     Args:
-        extra_keys: key names (case-insensitive) treated as secret besides the built-in list.
+        extra_keys: key names (case-insensitive) treated as secret besides the built-in list; an entry holding
+            ``<`` is a route pattern whose placeholders are secret path segments (``LOG_REDACT_PATHS``, e.g.
+            ``reset/<uidb64>/<token>/``), added to ``secret_shapes.BUILTIN_SECRET_ROUTES``.
     """
 
-    __slots__ = ("extra_keys", "_pairs", "_encoded_pairs", "known_keys")
+    __slots__ = ("extra_keys", "_pairs", "_encoded_pairs", "known_keys", "routes")
 
     def __init__(self, extra_keys: Iterable[str] = ()):
-        self.extra_keys = frozenset(k.lower() for k in extra_keys if k)
+        extra_keys = [k for k in extra_keys if k]
+        self.routes: Routes = compile_routes(k for k in extra_keys if "<" in k)
+        self.extra_keys = frozenset(k.lower() for k in extra_keys if "<" not in k)
         self._pairs = _pair_pattern(self.extra_keys)
         self._encoded_pairs = _pair_pattern(self.extra_keys, _KEY_CHARS_ENCODED)
         self.known_keys: dict[str, bool] = {}
@@ -190,9 +214,31 @@ class Redactor:
         return secret
 
     def redact_text(self, text: str) -> str:
-        """Remove URL passwords, credentials after ``Bearer``/``Basic`` and secret ``key=value`` pairs."""
-        text = redact_url(text)
-        text = _AUTH_SCHEME_RE.sub(lambda m: f"{m['scheme']} {REDACTED}", text)
+        """Remove URL passwords, credentials after ``Bearer``/``Basic``, secret ``key=value`` pairs and the
+        credential shapes of ``secret_shapes`` (typed API keys, JWTs, PEM keys, ``--password x``, prose).
+
+        Text that is not ASCII is matched normalised (fullwidth forms, invisible characters); text holding a
+        percent-encoded URL or pair is matched decoded too. Either way the text is returned as it came
+        unless it held a secret.
+        """
+        if may_hide(text):
+            normal = normalise(text)
+            if normal != text:
+                cleaned = self._redact_text(normal)
+                return cleaned if cleaned != normal else text
+        cleaned = self._redact_text(text)
+        if "%" in cleaned and _ENCODED_HINT.search(cleaned):
+            # A DSN or pair percent-encoded inside a query value (``?dsn=postgres%3A%2F%2Fapp%3As%40db``),
+            # perhaps twice: matched decoded, and returned decoded when that found a secret.
+            decoded = unquote(unquote(cleaned)) if "%25" in cleaned else unquote(cleaned)
+            redecoded = self._redact_text(decoded)
+            if redecoded != decoded:
+                return redecoded
+        return cleaned
+
+    def _redact_text(self, text: str) -> str:
+        text = redact_shapes(redact_url(text), self.is_secret_key, self.routes)
+        text = _AUTH_SCHEME_RE.sub(_auth_scheme, text)
         if "=" not in text and ":" not in text and "%3" not in text:
             return text  # no separator, no pair (most messages)
         pairs = self._encoded_pairs if "%5" in text else self._pairs
@@ -207,6 +253,9 @@ class Redactor:
                 return text[:split] + m.re.sub(self._pair, value)
             return text
         quote = m["quote"] or ""
+        value = m.group()[m.end("sep") - m.start() :]
+        if value in _PLACEHOLDERS or (value[:1] == "$" and value[1:].isdigit()):
+            return m.group()
         return f"{m['kq']}{m['key']}{m['kq']}{m['sep']}{quote}{REDACTED}{quote}"
 
     def redact(self, value: Any, _depth: int = 0) -> Any:
@@ -243,8 +292,8 @@ def _redactor(extra_keys: frozenset[str]) -> Redactor:
 
 
 def get_redactor(extra_keys: Iterable[str] = ()) -> Redactor:
-    """The shared :class:`Redactor` for these extra keys (compiled once)."""
-    return _redactor(frozenset(k.lower() for k in extra_keys if k))
+    """The shared :class:`Redactor` for these extra keys and routes (compiled once)."""
+    return _redactor(frozenset(k if "<" in k else k.lower() for k in extra_keys if k))
 
 
 def is_secret_key(key: str, extra_keys: Iterable[str] = ()) -> bool:

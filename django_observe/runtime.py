@@ -12,22 +12,209 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
+__all__ = [
+    "Collector",
+    "Config",
+    "ConfigProblem",
+    "Console",
+    "Correlation",
+    "Health",
+    "Identity",
+    "Metrics",
+    "Outbound",
+    "QueryCounting",
+    "RequestRecorder",
+    "Runtime",
+    "ServerSpans",
+    "SqlCommenter",
+    "Tracing",
+    "WithheldErrors",
+    "current",
+    "get_config",
+    "get_runtime",
+    "install",
+    "uninstall",
+]
 
-    from .conf import ConfigError, ObserveConfig
-    from .correlation import CorrelationPolicy
-    from .health.runner import HealthRunner
-    from .identity import ServiceIdentity
-    from .integrations.http_clients import OutboundPolicy
-    from .metrics.setup import MetricsState
-    from .queries import QueryCounter
-    from .sqlcomment import SqlComments
-    from .tracing.setup import TracingState
+# What the readers of a runtime's parts use of them, as protocols: the parts are built by the subsystems
+# (``wiring.build_runtime``), which this module does not import, not even for annotations. Each protocol lists
+# only what a reader outside the part's own subsystem takes from it; the subsystem that built a part and needs
+# more of it narrows it back to its own class (``isinstance``), as ``conf.loaded()`` does for the configuration.
 
-__all__ = ["Runtime", "current", "get_config", "get_runtime", "install", "uninstall"]
+
+class Config(Protocol):
+    """The options read straight off ``runtime.config`` (``conf.ObserveConfig`` has them all)."""
+
+    @property
+    def celery_app(self) -> str | None: ...
+    @property
+    def celery_heartbeat_file(self) -> str | None: ...
+    @property
+    def celery_heartbeat_interval(self) -> float: ...
+    @property
+    def console_database(self) -> str: ...
+    @property
+    def correlation_headers(self) -> tuple[str, ...]: ...
+    @property
+    def db_query_stats(self) -> bool: ...
+    @property
+    def django_tasks_context(self) -> bool: ...
+    @property
+    def health_details(self) -> str: ...
+    @property
+    def health_probe_bypass(self) -> bool: ...
+    @property
+    def health_token(self) -> str | None: ...
+    @property
+    def llm_currency(self) -> str: ...
+    @property
+    def llm_default_prices(self) -> bool: ...
+    @property
+    def llm_prices(self) -> Mapping[str, Any]: ...
+    @property
+    def log_format(self) -> str: ...
+    @property
+    def log_redact_keys(self) -> tuple[str, ...]: ...
+    @property
+    def log_redact_paths(self) -> tuple[str, ...]: ...
+    @property
+    def metrics_allowed_ips(self) -> tuple[str, ...]: ...
+    @property
+    def metrics_cache(self) -> bool: ...
+    @property
+    def metrics_db(self) -> bool: ...
+    @property
+    def metrics_token(self) -> str | None: ...
+    @property
+    def metrics_view_enabled(self) -> bool: ...
+    @property
+    def otel_instrumentation_genai_capture_message_content(self) -> str: ...
+    @property
+    def secret_key_names(self) -> tuple[str, ...]: ...
+    @property
+    def service_name(self) -> str: ...
+    @property
+    def service_version(self) -> str: ...
+
+
+class ConfigProblem(Protocol):
+    """One invalid setting (``conf.ConfigError``)."""
+
+    @property
+    def message(self) -> str: ...
+    @property
+    def hint(self) -> str: ...
+
+
+class Correlation(Protocol):
+    """Which incoming correlation IDs are accepted, and new ones (``correlation.CorrelationPolicy``)."""
+
+    def accept(self, value: str | None) -> str | None: ...
+    def new(self) -> str: ...
+
+
+class Identity(Protocol):
+    """The service identity every signal carries (``identity.ServiceIdentity``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def environment(self) -> str: ...
+
+
+class Health(Protocol):
+    """The checks and their runner (``health.runner.HealthRunner``)."""
+
+    @property
+    def specs(self) -> Mapping[str, Any]: ...
+
+
+class RequestRecorder(Protocol):
+    """The request metrics ``ObserveMiddleware`` records (``metrics.http.RequestRecorder``)."""
+
+    def begin(self) -> None: ...
+    def abandon(self) -> None: ...
+    def end(self, request: Any, status: int, seconds: float, state: Any = None, queries: Any = None) -> None: ...
+    def exception(self, request: Any, exception: BaseException) -> None: ...
+
+
+class Collector(Protocol):
+    """A scrape-time collector (prometheus_client's ``Collector``)."""
+
+    def collect(self) -> Iterable[Any]: ...
+
+
+class Metrics(Protocol):
+    """The metrics of this process (``metrics.setup.MetricsState``)."""
+
+    @property
+    def recorder(self) -> RequestRecorder: ...
+    @property
+    def multiprocess_path(self) -> str | None: ...
+    @property
+    def collectors(self) -> Sequence[Collector]: ...
+    def close(self) -> None: ...
+    def reopen(self) -> None: ...
+
+
+class ServerSpans(Protocol):
+    """Starts and ends the SERVER span of each request (``tracing.server.ServerSpans``)."""
+
+    def start(self, request: Any) -> tuple[Any, Any] | None: ...
+    def finish(self, request: Any, span: Any, *args: Any) -> None: ...
+
+
+class Tracing(Protocol):
+    """Tracing in this process (``tracing.setup.TracingState``)."""
+
+    @property
+    def spans(self) -> ServerSpans: ...
+    def announce_once(self) -> None: ...
+    def ensure_provider(self) -> Any: ...
+    def flush(self) -> None: ...
+
+
+class QueryCounting(Protocol):
+    """Per-request and per-task statement counting (``queries.QueryCounter``)."""
+
+    @property
+    def enabled(self) -> bool: ...
+    def new(self) -> Any: ...
+    def begin(self) -> Any: ...
+
+
+class SqlCommenter(Protocol):
+    """The sqlcommenter comments on a request's SQL (``integrations.sqlcomment.SqlComments``)."""
+
+    def begin(self, request: Any) -> Any: ...
+
+
+class Outbound(Protocol):
+    """Who gets the correlation header on outbound HTTP calls (``integrations.http_clients.OutboundPolicy``)."""
+
+    @property
+    def header(self) -> str: ...
+
+
+class Console(Protocol):
+    """The console's recorder (``console.recorder.ConsoleRecorder``): told about requests and LLM calls."""
+
+    def begin(self) -> Any: ...
+    def abandon(self) -> None: ...
+    def end_request(self, request: Any, status: int, elapsed_ns: int, correlation_id: str) -> None: ...
+    def llm_call(self, call: Any, seconds: float) -> None: ...
+
+
+class WithheldErrors(Protocol):
+    """The messages of exceptions that left LLM calls, kept off spans, log lines and the console
+    (``llm.content.WithheldTexts``)."""
+
+    def add(self, error: BaseException) -> None: ...
 
 
 @dataclasses.dataclass(eq=False)
@@ -49,21 +236,26 @@ class Runtime:
             it when a worker starts.
         errors: configuration errors found at start-up (reported by ``manage.py check``).
         integrations: the libraries wired (``celery``, ``requests``, ...).
+        console: the console's recorder (``django_observe.console`` installed), else None.
+        llm_errors: the messages of exceptions that left LLM calls, kept off spans, log lines and the console
+            while content capture is off (``llm.content``); None with content capture on.
     """
 
-    config: ObserveConfig
+    config: Config
     role: str
-    correlation: CorrelationPolicy
-    identity: ServiceIdentity | None = None
-    health: HealthRunner | None = None
-    metrics: MetricsState | None = None
-    tracing: TracingState | None = None
-    queries: QueryCounter | None = None
-    sql_comments: SqlComments | None = None
-    outbound: OutboundPolicy | None = None
+    correlation: Correlation
+    identity: Identity | None = None
+    health: Health | None = None
+    metrics: Metrics | None = None
+    tracing: Tracing | None = None
+    queries: QueryCounting | None = None
+    sql_comments: SqlCommenter | None = None
+    outbound: Outbound | None = None
     logging_setup: Callable[[], None] | None = None
-    errors: tuple[ConfigError, ...] = ()
+    errors: tuple[ConfigProblem, ...] = ()
     integrations: tuple[str, ...] = ()
+    console: Console | None = None
+    llm_errors: WithheldErrors | None = None
 
 
 _lock = threading.Lock()
@@ -87,7 +279,7 @@ def get_runtime() -> Runtime:
     return runtime
 
 
-def get_config() -> ObserveConfig:
+def get_config() -> Config:
     """The validated configuration of this process (``django_observe.get_config()``).
 
     Raises:

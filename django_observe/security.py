@@ -13,6 +13,8 @@ def bearer_token_matches(header: str, token: str) -> bool:
 
     Digests are compared, so neither the content nor the length of the token leaks through timing.
     """
+    if len(header) > 4096:  # no token is this long: refused before any work on it
+        return False
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
         return False

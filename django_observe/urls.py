@@ -1,6 +1,7 @@
 """``path("", include("django_observe.urls"))``; mount under ``"api/"`` to get ``/api/health``."""
 
-from django.urls import path
+from django.apps import apps
+from django.urls import include, path
 
 from .health import views
 from .metrics import views as metrics_views
@@ -14,3 +15,6 @@ urlpatterns = [
     path("health/<str:check_id>", views.health_check_detail, name="health-check"),
     path("metrics", metrics_views.metrics, name="metrics"),
 ]
+
+if apps.is_installed("django_observe.console"):  # the console, at observe/ under the same prefix
+    urlpatterns.append(path("observe/", include("django_observe.console.urls")))

@@ -5,32 +5,34 @@ This is the one module that imports every subsystem; nothing imports it but ``ap
 
 Data flow: ``settings`` + environment -> ``conf.load_config()`` -> frozen ``ObserveConfig`` ->
 :func:`build_runtime` hands each subsystem its part (health runner, metrics state, tracing state, query
-counter, outbound policy) -> ``runtime.install()``; then :func:`_apply` does what touches the process
-(logging handlers, Celery receivers, library patches, the metrics port).
+counter, outbound policy) and touches nothing else -> ``runtime.install()``; then :func:`_apply` does what
+touches the process: logging handlers, then ``install(runtime)`` for each available row of
+``django_observe.integrations.INTEGRATIONS`` (library patches, signal receivers), then the metrics port.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from . import conf, process, queries, runtime, sqlcomment
+from . import conf, process, queries, runtime, shutdown
 from .correlation import CorrelationPolicy
 from .health import drain
 from .health.registry import build_specs, find_celery_app
 from .health.runner import HealthRunner
 from .identity import ServiceIdentity
-from .integrations import celery as celery_integration
-from .integrations import django_tasks as django_tasks_integration
-from .integrations import http_clients
+from .integrations import INTEGRATIONS, http_clients, prometheus_files, sqlcomment
+from .integrations import console as console_hooks
+from .llm.content import WithheldTexts, captures_content
 from .logging import configure_logging
 from .metrics import otlp as otlp_metrics
-from .metrics.model_operations import install_model_instrumentation
-from .metrics.setup import build_metrics, prepare_multiprocess, start_exporter
+from .metrics.setup import build_metrics, prepare_multiprocess, start_exporter, state_of
 from .runtime import Runtime
 from .tracing.contrib import uninstrument_django
 from .tracing.setup import configure_tracing, instrument_libraries
@@ -60,7 +62,17 @@ def install_middleware(django_settings: Any) -> None:
         django_settings.MIDDLEWARE = middleware
 
 
-def _otlp_log_handler(config: conf.ObserveConfig, identity: ServiceIdentity) -> Any:
+def _dropped(metrics: Any, signal: str) -> Callable[[int], None] | None:
+    """Counts what the dead-collector breaker drops in ``otel_export_dropped_total{signal}`` (metrics on)."""
+    if metrics is None:
+        return None
+    counter = metrics.catalogue.export_dropped.labels(signal)
+    return counter.inc
+
+
+def _otlp_log_handler(
+    config: conf.ObserveConfig, identity: ServiceIdentity, withheld: Any = None, metrics: Any = None
+) -> Any:
     """The OTLP log handler with ``OTEL_ENABLED`` and ``OTEL_LOGS_EXPORTER=otlp``, else None."""
     if not (config.otel_enabled and config.otel_logs_exporter == "otlp"):
         return None
@@ -71,11 +83,20 @@ def _otlp_log_handler(config: conf.ObserveConfig, identity: ServiceIdentity) -> 
         endpoint=config.otel_exporter_otlp_endpoint,
         protocol=config.otel_exporter_otlp_protocol,
         otel_enabled=config.otel_enabled,
-        redact_keys=config.log_redact_keys,
+        redact_keys=config.log_redact_keys + config.log_redact_paths,
+        withheld=withheld,
+        on_drop=_dropped(metrics, "logs"),
     )
 
 
-def _logging_setup(config: conf.ObserveConfig, identity: ServiceIdentity, *, project_logging: bool) -> Any:
+def _logging_setup(
+    config: conf.ObserveConfig,
+    identity: ServiceIdentity,
+    *,
+    project_logging: bool,
+    withheld: Any = None,
+    metrics: Any = None,
+) -> Any:
     """The function that configures logging for ``config`` (None with ``LOG_CONFIGURE`` off)."""
     if config.log_configure == "off":
         return None
@@ -86,12 +107,14 @@ def _logging_setup(config: conf.ObserveConfig, identity: ServiceIdentity, *, pro
             level=config.log_level,
             fmt=config.log_format,
             otel_enabled=config.otel_enabled,
-            redact_keys=config.log_redact_keys,
+            redact_keys=config.log_redact_keys + config.log_redact_paths,
             handlers=handlers,
             flavor=config.log_json_flavor,
             service=identity.as_log_service(),
             gcp_project=config.log_gcp_project,
-            otlp_handler=_otlp_log_handler(config, identity),
+            otlp_handler=_otlp_log_handler(config, identity, withheld, metrics),
+            deduplicate=config.log_deduplicate and config.log_requests,
+            withheld=withheld,
         )
 
     setup.installs_handlers = handlers  # type: ignore[attr-defined]
@@ -106,19 +129,28 @@ def build_runtime(
     caches: Mapping[str, Any],
     project_logging: bool = False,
     registry: Any = None,
+    console: bool = False,
 ) -> Runtime:
-    """Build every part for ``config``; touches nothing outside the returned object but the metrics registry.
+    """Build every part for ``config``; touches nothing outside the returned object but the metrics registry
+    (patching libraries is :func:`_apply`'s, through the integration table).
 
     Args:
         role: ``web``, ``worker`` or ``command``.
         databases: ``settings.DATABASES``; caches: ``settings.CACHES``.
         project_logging: the project has its own ``LOGGING`` (``LOG_CONFIGURE="auto"`` then keeps its handlers).
         registry: the metrics registry (default prometheus_client's ``REGISTRY``).
+        console: ``django_observe.console`` is installed: record for it.
 
     Raises:
         ImproperlyConfigured: a health check option is invalid, or tracing is on without its packages.
     """
     identity = ServiceIdentity.from_config(config)
+    capture = captures_content(config.otel_instrumentation_genai_capture_message_content)
+    # LLM error texts kept off spans, logs and the console: one per process, kept across rebuilds (the
+    # logging chain is configured again only when its options change).
+    previous = runtime.current()
+    kept = previous.llm_errors if previous is not None else None
+    llm_errors = None if capture else kept if isinstance(kept, WithheldTexts) else WithheldTexts()
     celery_app = find_celery_app(config)
     health = HealthRunner(
         build_specs(config, databases=list(databases), caches=dict(caches), celery_app=celery_app),
@@ -140,11 +172,17 @@ def build_runtime(
         identity=identity,
         health=health,
         metrics=metrics,
-        tracing=configure_tracing(config, role=role, identity=identity),
+        tracing=configure_tracing(
+            config, role=role, identity=identity, withheld=llm_errors, on_drop=_dropped(metrics, "spans")
+        ),
         queries=queries.QueryCounter(config.db_query_stats, config.db_repeated_query_threshold),
         sql_comments=sqlcomment.SqlComments(tracing=config.otel_enabled) if config.tracing_sql_commenter else None,
         outbound=http_clients.OutboundPolicy.from_config(config),
-        logging_setup=_logging_setup(config, identity, project_logging=project_logging),
+        logging_setup=_logging_setup(
+            config, identity, project_logging=project_logging, withheld=llm_errors, metrics=metrics
+        ),
+        console=console_hooks.recorder_for(config, health, llm_errors) if console else None,
+        llm_errors=llm_errors,
     )
 
 
@@ -155,7 +193,10 @@ def _logging_key(config: conf.ObserveConfig) -> tuple[Any, ...]:
         config.log_format,
         config.log_json_flavor,
         config.log_redact_keys,
+        config.log_redact_paths,
         config.log_gcp_project,
+        config.log_deduplicate,
+        config.log_requests,
         config.otel_enabled,
         config.service_name,
         config.service_environment,
@@ -164,47 +205,44 @@ def _logging_key(config: conf.ObserveConfig) -> tuple[Any, ...]:
         config.otel_logs_exporter,
         config.otel_exporter_otlp_endpoint,
         config.otel_exporter_otlp_protocol,
+        captures_content(config.otel_instrumentation_genai_capture_message_content),
     )
 
 
 def _apply(rt: Runtime, django_settings: Any, previous: Runtime | None = None) -> None:
-    """What the runtime needs from the process: logging, Celery receivers, library patches.
+    """What the runtime needs from the process: logging, then every available integration installed.
 
     Logging is configured again only when its options changed: ``dictConfig`` replaces the root handlers,
     including those a test runner added.
     """
-    config = rt.config
-    logging_changed = previous is None or _logging_key(previous.config) != _logging_key(config)
+    config = conf.loaded(rt.config)
+    shutdown.configure(config.otel_export_shutdown_timeout)
+    logging_changed = previous is None or _logging_key(conf.loaded(previous.config)) != _logging_key(config)
     if rt.logging_setup is not None and logging_changed:
         rt.logging_setup()
         if rt.logging_setup.installs_handlers:  # type: ignore[attr-defined]
             # A second django.setup() in the same process (runserver loads the WSGI module, which calls it
             # again) would re-apply Django's default logging on top of ours.
             django_settings.LOGGING_CONFIG = None
-    wired = []
     if rt.tracing is not None:
+        rt.tracing.announce_once()  # after logging: the line reaches the configured handlers
         # First: the Celery instrumentor's task_prerun then opens the task's span before ours logs
         # task_started, so every task line carries the trace (integrations.celery keeps the span's ids for
         # the duration's exemplar, since the instrumentor's task_postrun ends the span before ours runs).
         instrument_libraries()
-    if celery_integration.connect(own_logging=rt.logging_setup is not None):
-        wired.append("celery")
-    wired.extend(django_tasks_integration.connect())
-    if config.metrics_db and rt.metrics is not None or config.db_query_stats:
-        queries.install(_current_catalogue_for_db)
-    install_model_instrumentation(rt.metrics is not None and rt.metrics.model_operations is not None)
-    if rt.sql_comments is not None:
-        sqlcomment.install()
-    if rt.outbound is not None:
-        wired.extend(http_clients.install())
+    wired = []
+    for integration in INTEGRATIONS:
+        if integration.available(rt):
+            integration.install(rt)
+            wired.append(integration.name)
+        else:  # not used (any more, after a rebuild): the library as it was
+            integration.uninstall()
     rt.integrations = tuple(wired)
 
 
-def _current_catalogue_for_db() -> Any:
-    rt = runtime.current()
-    if rt is None or rt.metrics is None or not rt.config.metrics_db:
-        return None
-    return rt.metrics.catalogue
+def _console_records(role: str) -> bool:
+    """The console app is installed and this process is not a one-off management command (migrate, shell...)."""
+    return console_hooks.console_installed() and not (role == "command" and process.is_management_command())
 
 
 def _fallback_config(django_settings: Any) -> conf.ObserveConfig:
@@ -225,7 +263,9 @@ def prepare(django_settings: Any) -> None:
         config = conf.load_config(django_settings)
     except conf.InvalidConfiguration:
         return
-    prepare_multiprocess(config, process.process_role())
+    if prepare_multiprocess(config, process.process_role()) is not None:
+        # Before any metric value exists: files reserved before they are mapped, memory when they cannot be.
+        prometheus_files.integration.install()
 
 
 def start(django_settings: Any) -> Runtime:
@@ -241,6 +281,7 @@ def start(django_settings: Any) -> Runtime:
     try:
         config = conf.load_config(django_settings)
     except conf.InvalidConfiguration as exc:
+        refuse_to_start(exc, role)
         if not process.is_management_command():
             raise
         rt = Runtime(
@@ -263,11 +304,69 @@ def start(django_settings: Any) -> Runtime:
     _apply(rt, django_settings)
     if took_over:
         logger.info("opentelemetry-instrumentation-django uninstrumented: django_observe makes the request spans")
-    if rt.metrics is not None:
-        start_exporter(rt.metrics, config, role)
-        identity = rt.identity or ServiceIdentity.from_config(config)
-        rt.metrics.otlp = otlp_metrics.start(rt.metrics, config, identity, role)
+    state = state_of(rt.metrics)
+    if state is not None:
+        start_exporter(state, config, role)
+        identity = rt.identity if isinstance(rt.identity, ServiceIdentity) else ServiceIdentity.from_config(config)
+        state.otlp = otlp_metrics.start(state, config, identity, role)
     return rt
+
+
+# Management commands that report an invalid configuration rather than refuse to run with it.
+REPORTING_COMMANDS = frozenset({"check", "observe_config", "observe_doctor", "help", "version"})
+EXIT_INVALID = 3  # gunicorn's WORKER_BOOT_ERROR: its arbiter stops instead of forking the worker again
+
+
+def refuse_to_start(exc: conf.InvalidConfiguration, role: str, argv: list[str] | None = None) -> None:
+    """Servers, workers and management commands (but ``check`` and the reporting ones) stop on an invalid
+    configuration with the same few lines on stderr, naming each setting, its value and the accepted values,
+    and exit with status 3. Other processes (a test runner, a script calling ``django.setup()``) get the
+    exception.
+
+    Raises:
+        SystemExit: this process is one that must not run with the configuration.
+    """
+    argv = sys.argv if argv is None else argv
+    command = argv[1] if process.is_management_command(argv) and len(argv) > 1 else None
+    if command is not None:
+        if command in REPORTING_COMMANDS or command.startswith("-"):
+            return
+        what = f"manage.py {command}"
+    elif role in ("web", "worker", "beat"):
+        prog = os.path.basename(argv[0]) if argv else role
+        what = os.path.basename(os.path.dirname(argv[0])) if prog == "__main__.py" else prog
+    else:
+        return
+    sys.stderr.write(f"{exc}\n{what} not started (exit status {EXIT_INVALID}).\n")
+    sys.stderr.flush()
+    raise SystemExit(EXIT_INVALID)
+
+
+def doctor_facts(django_settings: Any = None) -> Any:
+    """What ``manage.py observe_doctor`` checks, from the installed runtime and the settings it needs."""
+    from . import doctor
+    from .metrics.exporter import ENV, default_base
+
+    if django_settings is None:
+        from django.conf import settings
+
+        django_settings = settings
+    rt = runtime.get_runtime()
+    config = conf.loaded(rt.config)
+    try:
+        celery_app = find_celery_app(config)
+    except ImproperlyConfigured:
+        celery_app = None
+    return doctor.Facts(
+        config=config,
+        errors=rt.errors,
+        settings=types.SimpleNamespace(
+            LOGGING=getattr(django_settings, "LOGGING", None), DATABASES=dict(django_settings.DATABASES)
+        ),
+        health=rt.health,
+        celery_app=celery_app,
+        multiprocess_base=config.metrics_multiproc_dir or os.environ.get(ENV) or default_base(),
+    )
 
 
 def _build_or_report(config: conf.ObserveConfig, role: str, django_settings: Any) -> Runtime:
@@ -278,6 +377,7 @@ def _build_or_report(config: conf.ObserveConfig, role: str, django_settings: Any
             databases=dict(django_settings.DATABASES),
             caches=dict(django_settings.CACHES),
             project_logging=bool(getattr(django_settings, "LOGGING", None)),
+            console=_console_records(role),
         )
     except ImproperlyConfigured as exc:
         if not process.is_management_command():
@@ -319,6 +419,7 @@ def rebuild(django_settings: Any = None, environ: Mapping[str, str] | None = Non
             databases=dict(django_settings.DATABASES),
             caches=dict(django_settings.CACHES),
             project_logging=bool(getattr(django_settings, "LOGGING", None)),
+            console=_console_records(previous.role if previous is not None else process.process_role()),
         )
     except BaseException:
         if previous is not None and previous.metrics is not None:

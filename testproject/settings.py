@@ -9,11 +9,14 @@ Celery broker under ./var. Real services come from the environment:
 - ``CELERY_BROKER_URL``: any Celery broker (``amqp://guest:guest@127.0.0.1:5672//``)
 - ``DJANGO_PROMETHEUS=1``: django-prometheus installed as its docs say (app, middleware, database engine,
   local-memory cache backend, model mixin on ``Message``, migration gauges), its metrics on our port
+- ``TESTPROJECT_RQ_URL``: ``django_rq`` in ``INSTALLED_APPS``, its queues ``default`` and ``reports`` on that Redis
+- ``TESTPROJECT_CHANNELS=1``: ``daphne`` in ``INSTALLED_APPS`` (WebSocket consumers, ``testproject.asgi_channels``)
 - ``OPENAI_BASE_URL``: an OpenAI-compatible endpoint on loopback; ``POST /api/chat`` then answers with the openai SDK
 """
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -58,6 +61,22 @@ if os.environ.get("TESTPROJECT_DJANGO_TASKS") == "1":
         INSTALLED_APPS.append("django_tasks")  # the backport of django.tasks
     INSTALLED_APPS.append("django_tasks_db")
     TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default", "reports"]}}
+
+# RQ with django-rq: jobs in testproject.demo.jobs, run by `manage.py rqworker default reports`.
+if os.environ.get("TESTPROJECT_RQ_URL"):
+    INSTALLED_APPS.append("django_rq")
+    RQ_QUEUES = {name: {"URL": os.environ["TESTPROJECT_RQ_URL"]} for name in ("default", "reports")}
+
+# Django Channels (WebSocket consumers in testproject.demo.consumers, served by testproject.asgi_channels),
+# installed as its guide says: "daphne" first in INSTALLED_APPS, "channels" not listed.
+if os.environ.get("TESTPROJECT_CHANNELS") == "1":
+    INSTALLED_APPS.insert(0, "daphne")
+# The built-in console at /observe/ (docs/console.md): TESTPROJECT_CONSOLE=1 (rundemo sets it, and the demo itself
+# has it so that its migrate creates the console's tables); its tables on another database alias with
+# CONSOLE_DATABASE_URL (a PostgreSQL URL, the alias "console").
+if os.environ.get("TESTPROJECT_CONSOLE") == "1" or sys.argv[1:2] == ["rundemo"]:
+    INSTALLED_APPS.insert(INSTALLED_APPS.index("django_observe") + 1, "django_observe.console")
+LOGIN_URL = "/admin/login/"
 
 if os.environ.get("TESTPROJECT_LOGIN_REQUIRED"):
     MIDDLEWARE.append("django.contrib.auth.middleware.LoginRequiredMiddleware")
@@ -114,6 +133,10 @@ else:
             "NAME": os.environ.get("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
         }
     }
+
+if os.environ.get("CONSOLE_DATABASE_URL"):
+    DATABASES["console"] = database_from_url(os.environ["CONSOLE_DATABASE_URL"])
+    DATABASE_ROUTERS = ["django_observe.console.routers.ConsoleRouter"]
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
@@ -187,6 +210,7 @@ DJANGO_OBSERVE = {
     "SERVICE_NAME": "testproject",
     "SERVICE_VERSION": "1.0.0",
     "CELERY_APP": "testproject.celery:app",
+    "CONSOLE_DATABASE": "console" if os.environ.get("CONSOLE_DATABASE_URL") else "default",
     # `manage.py observe_rules` turns these into burn-rate alerts (docs/slos.md).
     "SLOS": [
         {"name": "api-availability", "kind": "availability", "objective": 99.9, "routes": "api/.*", "window": "30d"},

@@ -1,5 +1,25 @@
 import pytest
 
+from tests import ci_skips
+
+
+def pytest_configure(config):
+    # With CI=true, a skip not listed in tests/allowed_skips.txt fails the run (tests/ci_skips.py).
+    ci_skips.pytest_configure(config)
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Each test leaves the process environment as it found it: building a runtime sets variables such as
+    PROMETHEUS_MULTIPROC_DIR, which the servers later tests start would otherwise inherit."""
+    import os
+
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
 
 @pytest.fixture(autouse=True)
 def _fresh_health_cache():

@@ -30,13 +30,15 @@ BEAT_NAMES = frozenset({"celery_beat_last_run_timestamp_seconds", "celery_beat_e
 # The GenAI client histograms have series only after an LLM call, which the Prometheus test does not make;
 # tests/integration/test_llm_trace.py scrapes them after real calls (openai SDK, local server).
 GENAI_METRICS = frozenset({"gen_ai_client_token_usage", "gen_ai_client_operation_duration_seconds"})
-GENAI_NAMES = frozenset(f"{metric}{suffix}" for metric in GENAI_METRICS for suffix in HISTOGRAM_SUFFIXES)
+GENAI_NAMES = frozenset(f"{metric}{suffix}" for metric in GENAI_METRICS for suffix in HISTOGRAM_SUFFIXES) | {
+    "gen_ai_client_cost_total"  # the cost counter: series once a priced call was made
+}
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _MATCHERS = re.compile(r"\{[^}]*\}")
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 _RANGE = re.compile(r"\[[^\]]*\]")
-_IDENT = re.compile(r"(?<![\w.])([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()")
+_IDENT = re.compile(r"(?<![\w.$])([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()")  # $name: a dashboard variable
 
 
 def metric_names(expr: str) -> set[str]:

@@ -1,8 +1,8 @@
 """Helpers shared by the integration tests: real services, real subprocesses.
 
 Services: the machine's PostgreSQL (127.0.0.1:5432), Redis (127.0.0.1:6379) and
-RabbitMQ (127.0.0.1:5672). Outside CI a missing service skips the test; with
-``CI=true`` it fails (``require_service``).
+RabbitMQ (127.0.0.1:5672). Outside CI a missing service, binary, optional library,
+IPv6 or root skips the test; with ``CI=true`` it fails (the ``require_*`` helpers).
 
 Fault tests get their own throwaway servers (``throwaway_redis``,
 ``throwaway_postgres``) and kill those, never the shared ones.
@@ -11,6 +11,7 @@ Fault tests get their own throwaway servers (``throwaway_redis``,
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import shutil
 import signal
@@ -22,6 +23,8 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 
 import pytest
 
@@ -34,11 +37,51 @@ REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 RABBIT_HOST, RABBIT_PORT = "127.0.0.1", 5672
 
 
-def missing(reason: str) -> None:
-    """Skip locally, fail in CI: a service a test needs is not there."""
+# --- needing something: the one way a test may skip (CONTRIBUTING.md, "Writing tests")
+#
+# Every test that needs something this machine may lack (a service, a binary, an optional library, IPv6, root,
+# os.fork) asks for it with one of the require_* helpers below. They all end in missing(): locally the test
+# skips, with CI=true it fails, naming what was missing. Never call pytest.skip/importorskip or use
+# skip/skipif marks directly (tests/unit/test_suite_honesty.py refuses them); a skip that CI must tolerate
+# goes, with its reason, in tests/allowed_skips.txt (tests/ci_skips.py fails a CI run on any other skip).
+
+
+def missing(reason: str) -> NoReturn:
+    """Skip locally, fail in CI: something a test needs is not there."""
     if IN_CI:
-        pytest.fail(f"{reason} (CI=true: a missing service is a failure, not a skip)")
-    pytest.skip(reason)
+        pytest.fail(f"{reason} (CI=true: a missing requirement is a failure, not a skip)")
+    pytest.skip(reason, allow_module_level=True)
+
+
+def require_module(name: str) -> ModuleType:
+    """Import an optional library the test needs (``openai = require_module("openai")``)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        missing(f"the optional library {name!r} cannot be imported ({exc}); pip install -e '.[all,dev]'")
+
+
+def require_ipv6() -> None:
+    """The machine can bind the IPv6 loopback ``::1`` (containers without IPv6 cannot)."""
+    if not socket.has_ipv6:
+        missing("this Python has no IPv6 support")
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+    except OSError as exc:
+        missing(f"this machine has no IPv6 loopback (::1 cannot be bound: {exc})")
+
+
+def require_root() -> None:
+    """The test runs as root (chown to another user, runuser)."""
+    if os.geteuid() != 0:
+        missing("this test needs root (it changes a file's owner to another user)")
+
+
+def require_fork() -> None:
+    """``os.fork`` exists (not on Windows)."""
+    if not hasattr(os, "fork"):
+        missing("this platform has no os.fork")
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -48,11 +91,13 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 def require_service(name: str, host: str, port: int) -> None:
+    """A TCP service (PostgreSQL, Redis, RabbitMQ) answers at ``host:port``."""
     if not port_open(host, port):
         missing(f"{name} is not reachable at {host}:{port}")
 
 
 def require_binary(name: str) -> str:
+    """The path of an executable on PATH (or PostgreSQL's bin directory)."""
     path = shutil.which(name) or next((str(p) for p in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))), None)
     if path is None:
         missing(f"{name} is not installed")
@@ -74,6 +119,32 @@ def wait_for_port(host: str, port: int, timeout: float = 20.0, proc: subprocess.
             return
         time.sleep(0.05)
     raise TimeoutError(f"{host}:{port} did not open within {timeout}s")
+
+
+def finishes(function, timeout: float = 60.0):
+    """``function()``'s result, called in a thread; fails if it is still running after ``timeout``.
+
+    For code that would otherwise hang forever (a check or a read whose own bound is under test): the deadline is
+    a generous backstop so a hang fails the test instead of stalling the suite, not a performance threshold.
+    """
+    import threading
+
+    outcome: dict = {}
+
+    def call() -> None:
+        try:
+            outcome["value"] = function()
+        except BaseException as exc:  # re-raised in the test's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise AssertionError(f"{getattr(function, '__name__', function)!r} still running after {timeout} s: it hangs")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def wait_until(predicate, timeout: float = 15.0, interval: float = 0.1, message="condition"):
@@ -341,6 +412,13 @@ def uvicorn(env: dict[str, str], log_path: Path, extra: tuple[str, ...] = (), ac
         *(() if access_log else ("--no-access-log",)),
         *extra,
     ]
+    return Server(argv, env, port, log_path)
+
+
+def daphne(env: dict[str, str], log_path: Path, application: str = "testproject.asgi_channels:application") -> Server:
+    """daphne serving the test project as a Channels project (HTTP and WebSockets), without its access log."""
+    port = free_port()
+    argv = [PYTHON, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(port), application]
     return Server(argv, env, port, log_path)
 
 

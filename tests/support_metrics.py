@@ -34,6 +34,31 @@ def names(samples: dict) -> set[str]:
     return {name for name, _ in samples}
 
 
+def per_process(multiproc_dir: Path, name: str, **labels: str) -> dict[int, float]:
+    """``{pid: value}``: the samples called ``name`` (labels including ``labels``) that each process wrote.
+
+    Read from the multiprocess files (``<kind>_<pid>.db`` under ``METRICS_MULTIPROC_DIR``/<group pid>), so a test
+    sees which worker served what, not only the merged total a scrape gives.
+    """
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    counts: dict[int, float] = {}
+    for path in sorted(Path(multiproc_dir).glob("*/*_*.db")):
+        pid = path.stem.rsplit("_", 1)[-1]
+        if not pid.isdigit():
+            continue  # livesum/liveall gauges and the like name the pid too; others are not per process
+        metrics = MultiProcessCollector._accumulate_metrics(MultiProcessCollector._read_metrics([str(path)]), True)
+        total = sum(
+            sample.value
+            for metric in metrics
+            for sample in metric.samples
+            if sample.name == name and set(labels.items()) <= set(sample.labels.items())
+        )
+        if total:
+            counts[int(pid)] = counts.get(int(pid), 0.0) + total
+    return counts
+
+
 @contextlib.contextmanager
 def prometheus(targets: dict[str, int], interval: str = "1s", rule_files: tuple[Path, ...] = ()) -> Iterator[str]:
     """A real Prometheus (Debian's package) scraping ``{job: port}`` on loopback, evaluating ``rule_files``;

@@ -1,4 +1,4 @@
-"""Local OTLP receivers (HTTP and gRPC) decoding traces (and, over HTTP, metrics and logs) with opentelemetry-proto."""
+"""Local OTLP receivers (HTTP and gRPC) decoding traces, metrics and logs with opentelemetry-proto."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import dataclasses
 import gzip
 import http.server
 import threading
+from collections.abc import Iterator
 from concurrent import futures
 from typing import Any
 
@@ -24,6 +25,8 @@ class Span:
     status_code: int
     status_message: str = ""
     events: list[tuple[str, dict[str, Any]]] = dataclasses.field(default_factory=list)
+    instrumentation_scope: str = ""
+    start_time_unix_nano: int = 0
 
     def texts(self) -> list[str]:
         """Every string the span carries: name, status message, attribute keys and values, event names and
@@ -43,27 +46,38 @@ def _value(any_value: Any) -> Any:
     return getattr(any_value, kind) if kind else None
 
 
+def _attributes(key_values: Any) -> dict[str, Any]:
+    return {a.key: _value(a.value) for a in key_values}
+
+
+def _walk(resources: Any, scopes: str, items: str) -> Iterator[tuple[dict[str, Any], Any, Any]]:
+    """The one walk of an OTLP export request: ``(resource attributes, scope, item)`` for every span, metric or
+    log record (``scopes``/``items``: ``scope_spans``/``spans``, ``scope_metrics``/``metrics``, ...)."""
+    for resource_items in resources:
+        resource = _attributes(resource_items.resource.attributes)
+        for scope_items in getattr(resource_items, scopes):
+            for item in getattr(scope_items, items):
+                yield resource, scope_items.scope, item
+
+
 def decode(request: Any) -> list[Span]:
-    spans = []
-    for resource_spans in request.resource_spans:
-        resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
-        for scope_spans in resource_spans.scope_spans:
-            for span in scope_spans.spans:
-                spans.append(
-                    Span(
-                        name=span.name,
-                        trace_id=span.trace_id.hex(),
-                        span_id=span.span_id.hex(),
-                        parent_span_id=span.parent_span_id.hex(),
-                        kind=span.kind,
-                        attributes={a.key: _value(a.value) for a in span.attributes},
-                        resource=resource,
-                        status_code=span.status.code,
-                        status_message=span.status.message,
-                        events=[(e.name, {a.key: _value(a.value) for a in e.attributes}) for e in span.events],
-                    )
-                )
-    return spans
+    return [
+        Span(
+            name=span.name,
+            trace_id=span.trace_id.hex(),
+            span_id=span.span_id.hex(),
+            parent_span_id=span.parent_span_id.hex(),
+            kind=span.kind,
+            attributes=_attributes(span.attributes),
+            resource=resource,
+            status_code=span.status.code,
+            status_message=span.status.message,
+            events=[(e.name, _attributes(e.attributes)) for e in span.events],
+            instrumentation_scope=scope.name,
+            start_time_unix_nano=span.start_time_unix_nano,
+        )
+        for resource, scope, span in _walk(request.resource_spans, "scope_spans", "spans")
+    ]
 
 
 @dataclasses.dataclass
@@ -91,40 +105,32 @@ class Log:
 
 def decode_metrics(request: Any) -> list[Point]:
     points = []
-    for resource_metrics in request.resource_metrics:
-        resource = {a.key: _value(a.value) for a in resource_metrics.resource.attributes}
-        for scope_metrics in resource_metrics.scope_metrics:
-            for metric in scope_metrics.metrics:
-                kind = metric.WhichOneof("data")
-                data = getattr(metric, kind)
-                for p in data.data_points:
-                    attributes = {a.key: _value(a.value) for a in p.attributes}
-                    if kind == "histogram":
-                        points.append(Point(metric.name, kind, attributes, resource, p.sum, p.count))
-                    else:
-                        value = p.as_double if p.WhichOneof("value") == "as_double" else p.as_int
-                        monotonic = kind == "sum" and data.is_monotonic
-                        points.append(Point(metric.name, kind, attributes, resource, value, monotonic=monotonic))
+    for resource, _, metric in _walk(request.resource_metrics, "scope_metrics", "metrics"):
+        kind = metric.WhichOneof("data")
+        data = getattr(metric, kind)
+        for p in data.data_points:
+            attributes = _attributes(p.attributes)
+            if kind == "histogram":
+                points.append(Point(metric.name, kind, attributes, resource, p.sum, p.count))
+            else:
+                value = p.as_double if p.WhichOneof("value") == "as_double" else p.as_int
+                monotonic = kind == "sum" and data.is_monotonic
+                points.append(Point(metric.name, kind, attributes, resource, value, monotonic=monotonic))
     return points
 
 
 def decode_logs(request: Any) -> list[Log]:
-    logs = []
-    for resource_logs in request.resource_logs:
-        resource = {a.key: _value(a.value) for a in resource_logs.resource.attributes}
-        for scope_logs in resource_logs.scope_logs:
-            for record in scope_logs.log_records:
-                logs.append(
-                    Log(
-                        body=_value(record.body),
-                        severity_text=record.severity_text,
-                        trace_id=record.trace_id.hex(),
-                        span_id=record.span_id.hex(),
-                        attributes={a.key: _value(a.value) for a in record.attributes},
-                        resource=resource,
-                    )
-                )
-    return logs
+    return [
+        Log(
+            body=_value(record.body),
+            severity_text=record.severity_text,
+            trace_id=record.trace_id.hex(),
+            span_id=record.span_id.hex(),
+            attributes=_attributes(record.attributes),
+            resource=resource,
+        )
+        for resource, _, record in _walk(request.resource_logs, "scope_logs", "log_records")
+    ]
 
 
 class Receiver:
@@ -165,9 +171,9 @@ class Receiver:
 
 class HttpReceiver(Receiver):
     """OTLP/HTTP on a free loopback port: ``endpoint`` is the base URL (``/v1/traces``, ``/v1/metrics`` and
-    ``/v1/logs`` are appended)."""
+    ``/v1/logs`` are appended). ``port``: a given one (a receiver restarted where the last one listened)."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         super().__init__()
         from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
         from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -211,7 +217,7 @@ class HttpReceiver(Receiver):
             request_queue_size = 128
             daemon_threads = True
 
-        self.server = Server(("127.0.0.1", support.free_port()), Handler)
+        self.server = Server(("127.0.0.1", port or support.free_port()), Handler)
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def __enter__(self) -> HttpReceiver:
@@ -224,11 +230,13 @@ class HttpReceiver(Receiver):
 
 
 class GrpcReceiver(Receiver):
-    """OTLP/gRPC (TraceService) on a free loopback port."""
+    """OTLP/gRPC (the trace, metrics and logs services) on a free loopback port."""
 
     def __init__(self) -> None:
         super().__init__()
         import grpc
+        from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
         from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
         receiver = self
@@ -238,9 +246,21 @@ class GrpcReceiver(Receiver):
                 receiver.add(decode(request))
                 return trace_service_pb2.ExportTraceServiceResponse()
 
+        class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+            def Export(self, request, context):  # noqa: N802
+                receiver.add_metrics(decode_metrics(request))
+                return metrics_service_pb2.ExportMetricsServiceResponse()
+
+        class Logs(logs_service_pb2_grpc.LogsServiceServicer):
+            def Export(self, request, context):  # noqa: N802
+                receiver.add_logs(decode_logs(request))
+                return logs_service_pb2.ExportLogsServiceResponse()
+
         port = support.free_port()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), self.server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self.server)
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), self.server)
         self.server.add_insecure_port(f"127.0.0.1:{port}")
         self.endpoint = f"http://127.0.0.1:{port}"
 

@@ -6,12 +6,13 @@
 4. ``peers``: django-guid + django-structlog + django-prometheus, configured as their docs recommend.
 5. ``observe_otel``: django_observe with tracing on (sampled, batch exporter to a local sink).
 6. ``otel_raw``: OpenTelemetry's Django instrumentor + SDK with the same exporter.
+7. ``observe_console``: ``observe`` plus the console recording (``django_observe.console``; benchmarks/console.py).
 """
 
 import os
 
 CONFIG = os.environ.get("BENCH_CONFIG", "bare")
-CONFIGS = ("bare", "floor", "observe", "peers", "observe_otel", "otel_raw")
+CONFIGS = ("bare", "floor", "observe", "peers", "observe_otel", "otel_raw", "observe_console")
 if CONFIG not in CONFIGS:
     raise ValueError(f"BENCH_CONFIG must be one of {CONFIGS}, got {CONFIG!r}")
 
@@ -45,6 +46,21 @@ if CONFIG == "floor":
 
 elif CONFIG in ("observe", "observe_otel"):
     INSTALLED_APPS.append("django_observe")
+
+elif CONFIG == "observe_console":
+    INSTALLED_APPS += ["django_observe", "django_observe.console"]
+    TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}]
+    if os.environ.get("BENCH_DATABASE_URL"):  # the console's render benchmark on PostgreSQL
+        from urllib.parse import urlsplit
+
+        _url = urlsplit(os.environ["BENCH_DATABASE_URL"])
+        DATABASES["default"] = {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": _url.path.lstrip("/"),
+            "USER": _url.username or "",
+            "HOST": _url.hostname or "",
+            "PORT": str(_url.port or ""),
+        }
 
 elif CONFIG == "peers":
     import structlog

@@ -30,7 +30,13 @@ def panel(title, exprs, x, y, unit="short", w=12, h=8, kind="timeseries", exempl
     }
 
 
-def dashboard(uid, title, panels):
+def textbox(name, label, default):
+    """A dashboard variable the user types (a budget the queries compare against)."""
+    option = {"selected": True, "text": default, "value": default}
+    return {"type": "textbox", "name": name, "label": label, "query": default, "current": option, "options": [option]}
+
+
+def dashboard(uid, title, panels, variables=()):
     for i, p in enumerate(panels, start=1):
         p["id"] = i
     return {
@@ -42,7 +48,7 @@ def dashboard(uid, title, panels):
         "version": 1,
         "refresh": "30s",
         "time": {"from": "now-1h", "to": "now"},
-        "templating": {"list": []},
+        "templating": {"list": list(variables)},
         "panels": panels,
     }
 
@@ -192,6 +198,63 @@ API = dashboard(
             56,
             "ops",
         ),
+        # LLM spend and tokens against the budgets (LLM_DAILY_BUDGET, LLM_DAILY_TOKEN_BUDGET: type them into the
+        # dashboard's variables), in LLM_CURRENCY; days are the last 24 hours, as the budget alerts count them.
+        panel(
+            "LLM spend, last 24 h, vs the daily budget (LLM_CURRENCY)",
+            [
+                ("sum(increase(gen_ai_client_cost_total[1d]))", "spent, last 24 h"),
+                ("sum(rate(gen_ai_client_cost_total[1h])) * 86400", "24 h at the last hour's rate"),
+                # the budget, drawn where there is spend (a query of a metric, as every shipped one is)
+                ("sum(increase(gen_ai_client_cost_total[1d])) * 0 + $llm_daily_budget", "daily budget"),
+            ],
+            0,
+            64,
+        ),
+        panel(
+            "LLM spend / h by model and cost type (LLM_CURRENCY)",
+            [
+                (
+                    "sum by (gen_ai_request_model, gen_ai_token_type) (increase(gen_ai_client_cost_total[1h]))",
+                    "{{gen_ai_request_model}} {{gen_ai_token_type}}",
+                )
+            ],
+            12,
+            64,
+        ),
+        panel(
+            "LLM tokens (input + output), last 24 h, vs the daily token budget",
+            [
+                (
+                    'sum(increase(gen_ai_client_token_usage_sum{gen_ai_token_type=~"input|output"}[1d]))',
+                    "tokens, last 24 h",
+                ),
+                (
+                    'sum(increase(gen_ai_client_token_usage_sum{gen_ai_token_type=~"input|output"}[1d])) * 0'
+                    " + $llm_daily_token_budget",
+                    "daily token budget",
+                ),
+            ],
+            0,
+            72,
+        ),
+        panel(
+            "LLM input served from the provider's cache",
+            [
+                (
+                    'sum(rate(gen_ai_client_token_usage_sum{gen_ai_token_type="cache_read"}[1h]))'
+                    ' / sum(rate(gen_ai_client_token_usage_sum{gen_ai_token_type="input"}[1h]))',
+                    "cached share",
+                )
+            ],
+            12,
+            72,
+            "percentunit",
+        ),
+    ],
+    variables=[
+        textbox("llm_daily_budget", "Daily LLM budget (LLM_DAILY_BUDGET)", "50"),
+        textbox("llm_daily_token_budget", "Daily token budget (LLM_DAILY_TOKEN_BUDGET)", "5000000"),
     ],
 )
 

@@ -10,10 +10,11 @@ as prefix; ``process_cpu_seconds_total`` comes from prometheus_client's process 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .budgets import budget_groups
+from .promql import format_number, metric, promql_string
 from .slo import ALERT_PAIRS, RATE_WINDOWS, AlertPair, Objective, budget_consumed
 
 __all__ = [
@@ -34,11 +35,6 @@ REQUESTS = "http_server_request_duration_seconds"
 SLI_RECORD = "slo:sli_error:ratio_rate{window}"
 
 
-def metric(namespace: str, name: str) -> str:
-    """A catalogue metric's exposed name under ``METRICS_NAMESPACE``."""
-    return f"{namespace}_{name}" if namespace else name
-
-
 def _ns(expr: str, namespace: str) -> str:
     return expr.replace("${ns}", f"{namespace}_" if namespace else "")
 
@@ -49,13 +45,25 @@ def _alert(name: str, expr: str, for_: str, severity: str, summary: str, descrip
     return rule
 
 
-def threshold_groups(namespace: str = "") -> list[dict[str, Any]]:
+AUTHORIZATION_RECORDS = frozenset(
+    {
+        "job:authorized_invoke_duration_seconds:avg_rate5m",
+        "job:authorized_invoke_duration_seconds:p95_rate5m",
+        "job:authorization_overhead:percent_rate5m",
+    }
+)
+
+
+def threshold_groups(namespace: str = "", authorization: bool = True) -> list[dict[str, Any]]:
     """The fixed-threshold rules every rule file starts with, whatever ``SLOS`` holds: the recording rules
     (request rate, error ratio and p95 latency, authorization latency and overhead, Celery failure ratio), then
     the critical, warning and infrastructure alerts, each firing when a metric crosses a fixed threshold.
 
     Args:
         namespace: ``METRICS_NAMESPACE``, prefixed to every catalogue metric.
+        authorization: include the seed's authorization recording rules (``authorized_invoke_duration_seconds``,
+            ``authorization_duration_seconds``): only a project that authenticates (django.contrib.auth, DRF,
+            or ``metrics.authorization``) has those series.
     """
     recording = [
         ("job:http_server_requests:rate5m", "sum by (job) (rate(${ns}http_server_request_duration_seconds_count[5m]))"),
@@ -89,6 +97,8 @@ def threshold_groups(namespace: str = "") -> list[dict[str, Any]]:
             'sum by (job) (rate(${ns}celery_tasks_total{state=~"succeeded|failed"}[5m]))',
         ),
     ]
+    if not authorization:
+        recording = [(record, expr) for record, expr in recording if record not in AUTHORIZATION_RECORDS]
     critical = [
         # The seed's "health endpoint returns non-200 for > 2 minutes": a critical check failing is /readyz 503.
         _alert(
@@ -236,11 +246,6 @@ def threshold_groups(namespace: str = "") -> list[dict[str, Any]]:
 # --- SLOs
 
 
-def promql_string(value: str) -> str:
-    """A PromQL double-quoted string literal."""
-    return json.dumps(value, ensure_ascii=False)
-
-
 def _le_matcher(seconds: float) -> str:
     """Matcher of the bucket whose upper bound is ``seconds``.
 
@@ -288,10 +293,6 @@ def camel(name: str) -> str:
 def alert_name(objective: Objective) -> str:
     """The alert of ``objective``: one name, ``severity`` page (fast burn) or ticket (slow burn)."""
     return f"{camel(objective.name)}ErrorBudgetBurn"
-
-
-def format_number(value: float) -> str:
-    return f"{value:.10g}"
 
 
 def burn_alert_expr(objective: Objective, pairs: Sequence[AlertPair]) -> str:
@@ -360,13 +361,16 @@ def slo_groups(objectives: Sequence[Objective], namespace: str = "") -> list[dic
     return [slo_group(o, namespace) for o in objectives]
 
 
-def rule_file(config: Any) -> dict[str, Any]:
-    """The Prometheus rule file (``groups:``) for an :class:`~django_observe.conf.ObserveConfig`."""
+def rule_file(config: Any, authorization: bool = True) -> dict[str, Any]:
+    """The Prometheus rule file (``groups:``) for an :class:`~django_observe.conf.ObserveConfig`
+    (``authorization``: see :func:`threshold_groups`)."""
     ns = config.metrics_namespace
-    return {"groups": threshold_groups(ns) + slo_groups(config.slos, ns)}
+    return {"groups": threshold_groups(ns, authorization) + slo_groups(config.slos, ns) + budget_groups(config)}
 
 
-def prometheus_rule(config: Any, name: str, labels: Mapping[str, str], namespace: str | None = None) -> dict[str, Any]:
+def prometheus_rule(
+    config: Any, name: str, labels: Mapping[str, str], namespace: str | None = None, authorization: bool = True
+) -> dict[str, Any]:
     """The same groups as a Kubernetes ``monitoring.coreos.com/v1`` ``PrometheusRule``.
 
     Args:
@@ -383,5 +387,5 @@ def prometheus_rule(config: Any, name: str, labels: Mapping[str, str], namespace
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": metadata,
-        "spec": rule_file(config),
+        "spec": rule_file(config, authorization),
     }

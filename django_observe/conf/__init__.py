@@ -10,16 +10,30 @@ Subsystems receive the frozen config object; they never read ``django.conf.setti
 
 from __future__ import annotations
 
-from .loading import ConfigError, InvalidConfiguration, load_config, redacted, shown_value
+from .loading import (
+    CONFIGURATION_URL,
+    DOCS_URL,
+    ConfigError,
+    InvalidConfiguration,
+    get_config,
+    load_config,
+    loaded,
+    redacted,
+    shown_value,
+)
 from .options import ObserveConfig, option, option_fields, option_names
 from .parsers import host_patterns as host_patterns  # named in propagation's docs
 from .reference import reference_markdown
 
 __all__ = [
+    "CONFIGURATION_URL",
+    "DOCS_URL",
     "ConfigError",
     "InvalidConfiguration",
     "ObserveConfig",
+    "get_config",
     "load_config",
+    "loaded",
     "option",
     "option_fields",
     "option_names",

@@ -14,6 +14,16 @@ def log_format_from_debug(settings: Any) -> str:
     return "text" if getattr(settings, "DEBUG", False) else "json"
 
 
+def metrics_address_from_debug(settings: Any) -> str:
+    """`"127.0.0.1"` when `DEBUG` (development: only this machine scrapes), else `"0.0.0.0"`"""
+    return "127.0.0.1" if getattr(settings, "DEBUG", False) else "0.0.0.0"
+
+
+def true_under_debug(settings: Any) -> bool:
+    """`true` when `DEBUG`, else `false`"""
+    return bool(getattr(settings, "DEBUG", False))
+
+
 def disk_paths_with_media_root(settings: Any) -> tuple[str, ...]:
     """`["."]`, plus `MEDIA_ROOT` if set"""
     media_root = getattr(settings, "MEDIA_ROOT", "")

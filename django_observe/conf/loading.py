@@ -20,16 +20,32 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
-from django_observe import identity
-from django_observe.alerting.slo import threshold_problem
+from django_observe import identity, runtime
+from django_observe.objectives import threshold_problem
 from django_observe.redaction import REDACTED, is_secret_key, redact_text, redact_url
 
 from .options import ObserveConfig, option_fields
 
-__all__ = ["ConfigError", "InvalidConfiguration", "load_config", "redacted", "shown_value"]
+__all__ = [
+    "CONFIGURATION_URL",
+    "DOCS_URL",
+    "ConfigError",
+    "InvalidConfiguration",
+    "get_config",
+    "load_config",
+    "loaded",
+    "redacted",
+    "shown_value",
+]
+
+# The documentation's public address (mkdocs.yml's site_url, the package's Project-URLs): a pip install has no
+# docs/ folder, so messages link here.
+DOCS_URL = "https://django-observe.readthedocs.io/en/latest/"
+CONFIGURATION_URL = DOCS_URL + "configuration/"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +73,35 @@ class InvalidConfiguration(ImproperlyConfigured):
 
     def __init__(self, errors: list[ConfigError]):
         self.errors = errors
-        super().__init__("django_observe configuration is invalid:\n" + "\n".join(f"  - {e}" for e in errors))
+        super().__init__(
+            "django_observe configuration is invalid:\n"
+            + "\n".join(f"  - {e}" for e in errors)
+            + f"\nAccepted values of every setting: {CONFIGURATION_URL}"
+        )
+
+
+def loaded(config: object) -> ObserveConfig:
+    """``config`` as the :class:`ObserveConfig` it is.
+
+    A runtime types its configuration with its own protocol (``runtime.Config``: the options read straight
+    off it); the wiring, the system checks and the commands, which need every option, narrow it here.
+
+    Raises:
+        TypeError: ``config`` is not an :class:`ObserveConfig`.
+    """
+    if not isinstance(config, ObserveConfig):
+        raise TypeError(f"expected an ObserveConfig, got {type(config).__name__}")
+    return config
+
+
+def get_config() -> ObserveConfig:
+    """The validated configuration of this process (:func:`django_observe.runtime.get_config`, narrowed).
+
+    Raises:
+        RuntimeError: django_observe is not set up.
+        ImproperlyConfigured: the configuration is invalid.
+    """
+    return loaded(runtime.get_config())
 
 
 def redacted(value: Any, secret_keys: Iterable[str] = ()) -> Any:
@@ -166,6 +210,7 @@ def load_config(settings: Any = None, environ: Mapping[str, str] | None = None) 
 
     if not errors:
         errors.extend(_cross_check(values, sources))
+        errors.extend(resolve_tracing(values, sources))
     if errors:
         raise InvalidConfiguration(errors)
     _resolve_identity(values, sources, settings, environ)
@@ -195,11 +240,78 @@ def _resolve_identity(
             else sources["otel_resource_attributes"]
         ),
         settings_module=settings_module if isinstance(settings_module, str) else None,
+        debug=bool(getattr(settings, "DEBUG", False)),
     )
     fields = (("name", "service_name"), ("version", "service_version"), ("environment", "service_environment"))
     for key, field in fields:
         values[field] = resolved[key].value
         sources[field] = resolved[key].source
+
+
+OTLP_PORTS = {"grpc": 4317, "http/protobuf": 4318}
+
+
+def resolve_tracing(values: dict[str, Any], sources: dict[str, str]) -> list[ConfigError]:
+    """Apply the seed-style tracing settings to the OTLP options, in place; the errors of a contradiction.
+
+    - ``TRACING="opentelemetry"``/``"jaeger"`` turns tracing on when ``OTEL_ENABLED`` is not set (or set at a
+      lower precedence: a setting under an environment variable); ``"none"`` keeps it off. The two set at the
+      same level and disagreeing is an error.
+    - ``OTEL_EXPORTER_JAEGER_AGENT_HOST`` (or ``TRACING="jaeger"``) without ``OTEL_EXPORTER_OTLP_ENDPOINT``:
+      the endpoint becomes that host's OTLP port (Jaeger serves OTLP on 4317 gRPC and 4318 HTTP; its agent's
+      UDP/Thrift port is not spoken).
+    - An endpoint on port 4317 with no protocol set: gRPC (4317 is OTLP/gRPC's port; http/protobuf there
+      fails with a byte dump).
+
+    Each derived value's source says how it was understood (the ``tracing enabled`` start-up line shows it).
+    """
+    errors: list[ConfigError] = []
+    tracing = values.get("tracing")
+    if tracing is not None:
+        wanted = tracing != "none"
+        # An environment variable beats a setting (the loader's precedence): TRACING in the environment
+        # decides over OTEL_ENABLED in settings, not over OTEL_ENABLED in the environment.
+        env_tracing = sources["tracing"].startswith("environment")
+        if sources["otel_enabled"] == "default" or (
+            env_tracing and not sources["otel_enabled"].startswith("environment")
+        ):
+            values["otel_enabled"] = wanted
+            sources["otel_enabled"] = f"{sources['tracing']}={tracing!r}"
+        elif values["otel_enabled"] != wanted:
+            errors.append(
+                ConfigError(
+                    sources["tracing"],
+                    f"{sources['tracing']} is {tracing!r} but {sources['otel_enabled']} is "
+                    f"{values['otel_enabled']}: set one of them, or make them agree",
+                )
+            )
+    host, port = values.get("otel_exporter_jaeger_agent_host"), values.get("otel_exporter_jaeger_agent_port")
+    protocol_set = sources["otel_exporter_otlp_protocol"] != "default"
+    if (host or port or tracing == "jaeger") and values["otel_exporter_otlp_endpoint"] is None:
+        if port in OTLP_PORTS.values() and not protocol_set:
+            values["otel_exporter_otlp_protocol"] = "grpc" if port == 4317 else "http/protobuf"
+            sources["otel_exporter_otlp_protocol"] = f"default for Jaeger's OTLP port {port}"
+        protocol = values["otel_exporter_otlp_protocol"]
+        otlp_port = port if port in OTLP_PORTS.values() else OTLP_PORTS[protocol]
+        shown_host = host or "localhost"
+        values["otel_exporter_otlp_endpoint"] = f"http://{shown_host}:{otlp_port}"
+        how = (
+            f"OTEL_EXPORTER_JAEGER_AGENT_HOST={host}"
+            if host
+            else (f"OTEL_EXPORTER_JAEGER_AGENT_PORT={port}" if port else f"{sources['tracing']}='jaeger'")
+        )
+        unused = f"; agent port {port} (UDP, Thrift) not used" if port and port not in OTLP_PORTS.values() else ""
+        sources["otel_exporter_otlp_endpoint"] = f"{how}: Jaeger's OTLP port {otlp_port}{unused}"
+    endpoint = values["otel_exporter_otlp_endpoint"]
+    if endpoint and not protocol_set and values["otel_exporter_otlp_protocol"] != "grpc":
+        try:
+            endpoint_port = urlsplit(endpoint).port
+        except ValueError:
+            endpoint_port = None
+        if endpoint_port == 4317:
+            values["otel_exporter_otlp_protocol"] = "grpc"
+            sources["otel_exporter_otlp_protocol"] = "default for an endpoint on port 4317, OTLP/gRPC's"
+    return errors
 
 
 def _default(field: dataclasses.Field[Any]) -> Any:

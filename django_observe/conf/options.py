@@ -13,7 +13,8 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from django_observe.alerting.slo import Objective
+from django_observe.llm.pricing import Price, parse_currency, parse_prices
+from django_observe.objectives import Objective
 
 from . import defaults
 from .parsers import (
@@ -31,20 +32,29 @@ from .parsers import (
     metric_prefix,
     networks,
     number,
+    optional_choice,
+    optional_integer,
+    optional_number,
     optional_text,
     regex,
     regex_list,
     resource_attributes,
+    route_patterns,
     sample_rates,
     slo_list,
     text,
     text_list,
     url,
+    url_template,
 )
 
-__all__ = ["ObserveConfig", "option", "option_fields", "option_names"]
+__all__ = ["LOG_JSON_FLAVORS", "ObserveConfig", "option", "option_fields", "option_names"]
 
 T = TypeVar("T")
+
+# The values of LOG_JSON_FLAVOR, named once: logging.flavours.FLAVORS has one row per name (a processor, None
+# for "default"), and tests/unit/test_logging_flavours.py checks the two agree.
+LOG_JSON_FLAVORS = ("default", "gcp", "datadog", "ecs")
 
 
 def option(
@@ -132,7 +142,7 @@ class ObserveConfig:
         text,
         "Deployment environment name (production, staging, ...): logs, traces and metrics.",
         default_doc="`deployment.environment.name` (or `deployment.environment`) of `OTEL_RESOURCE_ATTRIBUTES`, "
-        'else `"production"`',
+        'else `"development"` when `DEBUG`, else `"production"`',
     )
 
     # Wiring.
@@ -209,8 +219,11 @@ class ObserveConfig:
         None,
         optional_text,
         "File a Celery worker touches while its consumer loop runs, read by ``manage.py observe_health "
-        "--celery-worker``; default: ``<temp dir>/django_observe/celery-worker.heartbeat`` (give each worker "
-        'its own when several share a filesystem; "" or "off": no heartbeat).',
+        "--celery-worker``, which checks every worker's; default: one file per project and worker, "
+        "``celery-worker-<SERVICE_NAME>-<node name>.heartbeat``, in a directory private to the user "
+        "(``$XDG_RUNTIME_DIR/django_observe`` or ``<temp dir>/django_observe-<uid>``, mode 0700, refused when "
+        "another user can write to it); the file is written to a new name and renamed, never through a link "
+        '("" or "off": no heartbeat).',
     )
     celery_heartbeat_interval: float = option(
         5.0, number(0.2, 300), "Seconds between two touches of ``CELERY_HEARTBEAT_FILE``."
@@ -230,11 +243,25 @@ class ObserveConfig:
         '"on" (always), "off" (never; use django_observe.logging.JSONFormatter/TextFormatter in your LOGGING).',
     )
     log_requests: bool = option(True, boolean, "Log one line per request (logger django_observe.request).")
+    log_deduplicate: bool = option(
+        False,
+        boolean,
+        "Drop Django's own response lines (django.request, runserver's django.server) of requests whose request "
+        "line django_observe writes, so a request or a 500 is logged once.",
+        default_from=defaults.true_under_debug,
+    )
     log_redact_keys: tuple[str, ...] = option(
         (),
         text_list,
         "Extra secret key names whose values are replaced by [REDACTED] in logs, span attributes and health "
         "errors (secret-looking keys always are; merged with SECRET_KEY_NAMES; see docs/security.md).",
+    )
+    log_redact_paths: tuple[str, ...] = option(
+        (),
+        route_patterns,
+        "URL route patterns whose <placeholders> are secret path segments, replaced by [REDACTED] wherever the "
+        "path is written (request lines, `url.path` and span names, Django's 404 records, health bodies); "
+        "Django's password-reset route `reset/<uidb64>/<token>/` always is. Example: `['invite/<code>/accept/']`.",
     )
     secret_key_names: tuple[str, ...] = option(
         (),
@@ -268,7 +295,7 @@ class ObserveConfig:
     )
     log_json_flavor: str = option(
         "default",
-        choice("default", "gcp", "datadog", "ecs"),
+        choice(*LOG_JSON_FLAVORS),
         "Field names of JSON lines: our own schema, or the names GCP Cloud Logging, Datadog or the Elastic Common "
         "Schema understand natively (see the logging pages per platform).",
     )
@@ -295,7 +322,10 @@ class ObserveConfig:
     # Metrics.
     metrics_enabled: bool = option(True, boolean, "Record Prometheus metrics.")
     metrics_address: str = option(
-        "0.0.0.0", text, "Address the metrics port binds to (keep the port off the public network)."
+        "0.0.0.0",
+        text,
+        "Address the metrics port binds to (keep the port off the public network).",
+        default_from=defaults.metrics_address_from_debug,
     )
     metrics_port: int = option(8001, integer(0, 65535), "Metrics port of web processes (0: no exporter).")
     metrics_worker_port: int = option(8002, integer(0, 65535), "Metrics port of Celery workers (0: no exporter).")
@@ -314,8 +344,8 @@ class ObserveConfig:
     metrics_max_label_values: int = option(
         200,
         integer(1, 100_000),
-        "Distinct values per label (per business metric: label-value combinations) before further ones are "
-        "folded into __other__.",
+        "Distinct values per label of the built-in metrics, and label-value combinations (series) per GenAI and "
+        "business metric, over every process of the service, before further ones are folded into __other__.",
     )
     metrics_exclude_apps: tuple[str, ...] = option(
         (), text_list, "URL app names whose requests are not recorded (django_observe's own always are not)."
@@ -398,6 +428,38 @@ class ObserveConfig:
         "(latency: a METRICS_BUCKETS boundary)}; see docs/slos.md.",
     )
 
+    # LLM cost and budgets (docs/llm.md).
+    llm_currency: str = option(
+        "USD", parse_currency, "Currency of LLM_PRICES and of the cost metrics, an ISO 4217 code (USD, EUR, ...)."
+    )
+    llm_prices: dict[str, Price] = option(
+        {},
+        parse_prices,
+        'LLM prices per million tokens by model, in LLM_CURRENCY: {"gpt-4o-mini": {"input": 0.15, "output": 0.6, '
+        '"cache_read": 0.075}}; keys input, output (required), cache_read, cache_write, reasoning. Over the shipped '
+        "defaults (docs/llm.md); a model with no price is counted as unpriced.",
+    )
+    llm_default_prices: bool = option(
+        True,
+        boolean,
+        "Use the shipped USD prices of common models (dated, docs/llm.md) under LLM_PRICES; only when "
+        "LLM_CURRENCY is USD.",
+    )
+    llm_daily_budget: float | None = option(
+        None,
+        optional_number(0),
+        'Daily LLM spend budget in LLM_CURRENCY: `observe_rules` adds the "Daily spending exceeds threshold" and '
+        "projected-overrun alerts.",
+    )
+    llm_hourly_budget: float | None = option(
+        None, optional_number(0), "Hourly LLM spend budget in LLM_CURRENCY: `observe_rules` adds an alert for it."
+    )
+    llm_daily_token_budget: float | None = option(
+        None,
+        optional_number(0),
+        "Daily LLM token budget (input + output tokens): `observe_rules` adds an alert when it is exceeded.",
+    )
+
     # Tracing. The OTEL_* names are OpenTelemetry's standard environment variables.
     otel_service_name: str | None = option(
         None, optional_text, "Service name of every signal; wins over SERVICE_NAME (OpenTelemetry's standard variable)."
@@ -418,6 +480,24 @@ class ObserveConfig:
     otel_exporter_otlp_protocol: str = option(
         "http/protobuf", choice("http/protobuf", "grpc"), "OTLP transport: http/protobuf (port 4318) or grpc (4317)."
     )
+    tracing: str | None = option(
+        None,
+        optional_choice("opentelemetry", "jaeger", "none"),
+        "Seed-style switch: `opentelemetry` or `jaeger` turns tracing on when OTEL_ENABLED is not set (`jaeger` "
+        "sends OTLP to OTEL_EXPORTER_JAEGER_AGENT_HOST, Jaeger's OTLP port); `none` keeps it off.",
+    )
+    otel_exporter_jaeger_agent_host: str | None = option(
+        None,
+        optional_text,
+        "Jaeger host of the older Jaeger exporter's variable: without OTEL_EXPORTER_OTLP_ENDPOINT, spans go over "
+        "OTLP to this host's port 4318 (HTTP) or 4317 (gRPC), which Jaeger serves; the start-up line says so.",
+    )
+    otel_exporter_jaeger_agent_port: int | None = option(
+        None,
+        optional_integer(1, 65535),
+        "Jaeger agent port (6831/6832 UDP, Thrift) of the older exporter: not used (Jaeger takes OTLP on "
+        "4317/4318); 4317 or 4318 here is taken as that OTLP port.",
+    )
     otel_traces_exporter: str = option(
         "otlp", choice("otlp", "console", "none"), "Where spans go: otlp, console (development) or none."
     )
@@ -426,6 +506,13 @@ class ObserveConfig:
         choice("none", "otlp", "prometheus"),
         "With OTEL_ENABLED, `otlp` also pushes the metrics catalogue to the OTLP endpoint (one process per group "
         "exports the aggregate); `none` and `prometheus` keep the metrics port only (it is on in every case).",
+    )
+    otel_export_shutdown_timeout: float = option(
+        3.0,
+        number(0, 120),
+        "Seconds each exporter (spans, OTLP logs, OTLP metrics) may take at exit to deliver what it holds; the rest "
+        "is dropped and one line per exporter says how much (a collector that never answers cannot hold a "
+        "stopping process past this).",
     )
     otel_metric_export_interval: float = option(
         60000.0, number(100, 3_600_000), "Milliseconds between two OTLP metric exports."
@@ -520,6 +607,49 @@ class ObserveConfig:
         boolean,
         "Append a sqlcommenter comment (controller, framework, route, traceparent...) to every SQL statement run "
         "while a request is served.",
+    )
+
+    # The console (django_observe.console in INSTALLED_APPS; docs/console.md).
+    console_database: str = option(
+        "default", text, "Database alias the console writes to and reads from (its tables live there; migrate it)."
+    )
+    console_permission: Any = option(
+        None,
+        hook,
+        "Who may open the console: a callable (or its dotted path) called as permission(request) -> bool, replacing "
+        "the default rule (superusers, and staff users with the observe_console.view_console permission).",
+    )
+    console_flush_seconds: float = option(
+        5.0, number(0.05, 3600), "Seconds between two writes of each process's console batch (a background thread)."
+    )
+    console_retention_days: int = option(
+        7, integer(1, 7), "Days of console data kept; older rows are deleted by the flush thread."
+    )
+    console_slow_request_ms: float = option(
+        1000.0, number(0), "Requests at least this slow (milliseconds) are kept with their timeline and log lines."
+    )
+    console_slow_query_ms: float = option(
+        100.0, number(0), "Statements at least this slow (milliseconds) are counted as slow on the console."
+    )
+    console_sample_rate: float = option(
+        0.0, number(0, 1), "Share of the other requests (neither slow nor failed) kept with their timeline (0 to 1)."
+    )
+    console_max_keys: int = option(
+        5000,
+        integer(10, 1_000_000),
+        "Aggregate cells (type, key, minute) one process holds between two flushes; more are counted as overflow.",
+    )
+    console_max_entries: int = option(
+        200,
+        integer(1, 100_000),
+        "Kept requests, exception occurrences and failed jobs one process holds between two flushes; more are "
+        "counted as overflow.",
+    )
+    console_trace_url: str | None = option(
+        None,
+        url_template,
+        "Link from a kept request to its trace when tracing is on: a URL with {trace_id}, e.g. "
+        '"http://jaeger:16686/trace/{trace_id}" or "http://grafana:3000/explore?traceId={trace_id}".',
     )
 
     # Filled by load_config: where each value came from (option name -> source).

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from django_observe.alerting.slo import Objective, parse_objectives
 from django_observe.identity import parse_resource_attributes
+from django_observe.objectives import Objective, parse_objectives
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -95,6 +95,47 @@ def text(raw: Any) -> str:
     if isinstance(raw, str):
         return raw
     raise ValueError("must be a string")
+
+
+def optional_number(minimum: float | None = None) -> Callable[[Any], float | None]:
+    """A number (at least ``minimum``) or None (unset: an empty string from the environment)."""
+    inner = number(minimum)
+
+    def parse(raw: Any) -> float | None:
+        if raw is None or raw == "":
+            return None
+        return inner(raw)
+
+    return parse
+
+
+def optional_integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[Any], int | None]:
+    """An integer in range or None (unset: an empty string from the environment)."""
+    inner = integer(minimum, maximum)
+
+    def parse(raw: Any) -> int | None:
+        if raw is None or raw == "":
+            return None
+        return inner(raw)
+
+    return parse
+
+
+@dataclasses.dataclass(frozen=True)
+class OptionalChoice:
+    """A :class:`Choice` or None (unset: None or an empty string)."""
+
+    inner: Choice
+
+    def __call__(self, raw: Any) -> str | None:
+        if raw is None or raw == "":
+            return None
+        return self.inner(raw)
+
+
+def optional_choice(*accepted: str) -> OptionalChoice:
+    """Case-insensitive choice among ``accepted``, or None when unset."""
+    return OptionalChoice(Choice(accepted))
 
 
 def optional_text(raw: Any) -> str | None:
@@ -189,6 +230,19 @@ def key_names(raw: Any) -> tuple[str, ...]:
     if names is None or not all(re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", n) for n in names):
         raise ValueError("must be a list of key names (letters, digits, _ . -; comma-separated in the environment)")
     return tuple(n.lower() for n in names)
+
+
+def route_patterns(raw: Any) -> tuple[str, ...]:
+    """Django route patterns with at least one ``<placeholder>``, not starting with one
+    (``reset/<uidb64>/<token>/``); from the environment, comma-separated."""
+    routes = tuple(r.lstrip("^/") for r in text_list(raw))
+    for route in routes:
+        if not re.search(r"<(?:\w+:)?\w+>", route) or route.startswith("<"):
+            raise ValueError(
+                f"must be a list of URL route patterns, each with a literal part first and then at least one "
+                f"<placeholder> (like 'reset/<uidb64>/<token>/'); {route!r} is not"
+            )
+    return routes
 
 
 def header_list(raw: Any) -> tuple[str, ...]:
@@ -316,9 +370,25 @@ def check_list(raw: Any) -> tuple[str | Mapping[str, Any], ...]:
 def slo_list(raw: Any) -> tuple[Objective, ...]:
     """Service level objectives: a list of dicts; from the environment, a JSON list.
 
-    See ``django_observe.alerting.slo`` for the keys.
+    See ``django_observe.objectives`` for the keys.
     """
     return parse_objectives(raw)
 
 
 slo_list.shows_value = True  # type: ignore[attr-defined]  # its messages quote the bad entry, not the whole list
+
+
+def url_template(raw: Any) -> str | None:
+    """An http(s) URL holding ``{trace_id}``, or None."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str) and "{trace_id}" in raw:
+        try:
+            url(raw.replace("{trace_id}", "0"))
+        except ValueError:
+            pass
+        else:
+            return raw
+    raise ValueError(
+        'must be an http:// or https:// URL holding {trace_id}, e.g. "http://jaeger:16686/trace/{trace_id}"'
+    )

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import importlib.util
+import os
 import shutil
 import uuid
 from typing import Any
 
-from health_check import HealthCheck
-from health_check.exceptions import ServiceUnavailable, ServiceWarning
+from .library import HealthCheck, ServiceUnavailable, ServiceWarning
 
 __all__ = [
     "Cache",
     "CeleryBroker",
+    "CeleryQueues",
     "CeleryWorkers",
     "Database",
     "Disk",
@@ -260,6 +262,13 @@ class Disk(HealthCheck):
         if worst > self.warn_percent:
             raise ServiceWarning(f"Disk {worst:.1f}% full (threshold {self.warn_percent:g}%)")
         return Observation(round(worst, 1), "percent")
+
+
+def memory_readable() -> bool:
+    """Whether :func:`memory_percent` can read the memory use, without importing psutil."""
+    if importlib.util.find_spec("psutil") is not None:
+        return True
+    return os.access("/proc/meminfo", os.R_OK)
 
 
 def memory_percent() -> float | None:

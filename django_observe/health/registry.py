@@ -5,46 +5,137 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
-from health_check import HealthCheck
 
 from ..conf import ObserveConfig
 from . import checks
+from .library import HealthCheck
 
-__all__ = ["CheckSpec", "build_specs", "find_celery_app"]
+__all__ = ["BUILTINS", "Builtin", "CheckSpec", "Project", "build_specs", "find_celery_app"]
 
-# Built-in check ids and whether a failure makes the service unready by default.
-BUILTIN_CRITICAL = {
-    "database": True,
-    "cache": True,
-    "redis": True,
-    "celery_broker": True,
-    "celery": False,
-    "celery_queues": False,
-    "migrations": True,
-    "disk": False,
-    "memory": False,
-}
 
-COMPONENT_TYPES = {
-    "database": "datastore",
-    "cache": "datastore",
-    "redis": "datastore",
-    "celery_broker": "component",
-    "celery": "component",
-    "celery_queues": "component",
-    "migrations": "datastore",
-    "disk": "system",
-    "memory": "system",
-}
+@dataclasses.dataclass(frozen=True)
+class Project:
+    """What the built-in checks are made for: the configuration, the ``DATABASES`` aliases, the ``CACHES``
+    setting and the Celery app (None: no Celery)."""
 
-# Built-in checks that run only when HEALTH_CHECK_OPTIONS enables them: the queue check waits for every
-# worker's inspect reply (up to a second, longer on brokers that poll, such as the filesystem transport).
-OPT_IN = frozenset({"celery_queues"})
-MEASUREMENTS = {"disk": "utilization", "memory": "utilization", "celery": "connections", "celery_queues": "queues"}
+    config: ObserveConfig
+    databases: Iterable[str]
+    caches: dict[str, Any]
+    celery_app: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Builtin:
+    """One built-in check: a row of :data:`BUILTINS`.
+
+    Attributes:
+        id: the check id (``database``; one per alias: ``database:replica``), a key of ``HEALTH_CHECK_OPTIONS``.
+        check: its class in ``health/checks.py`` (exported by ``django_observe.health``).
+        critical: a failure makes the service unready by default.
+        component_type: ``componentType`` in health+json.
+        make: the checks of this id for a project: ``(id, check)`` pairs, none where it does not apply.
+        measurement: the measurement of its health+json key (``component:measurement``).
+        opt_in: runs only when ``HEALTH_CHECK_OPTIONS`` enables it.
+    """
+
+    id: str
+    check: type[HealthCheck]
+    critical: bool
+    component_type: str
+    make: Callable[[Project], Iterable[tuple[str, HealthCheck]]]
+    measurement: str = "responseTime"
+    opt_in: bool = False
+
+
+def _alias_id(kind: str, alias: str) -> str:
+    return kind if alias == "default" else f"{kind}:{alias}"
+
+
+def _databases(project: Project) -> Iterable[tuple[str, HealthCheck]]:
+    return [(_alias_id("database", alias), checks.Database(alias=alias)) for alias in project.databases]
+
+
+def _caches(project: Project) -> Iterable[tuple[str, HealthCheck]]:
+    # A dummy cache stores nothing by design.
+    return [
+        (_alias_id("cache", alias), checks.Cache(alias=alias))
+        for alias, options in project.caches.items()
+        if not options.get("BACKEND", "").endswith("DummyCache")
+    ]
+
+
+def _redis(project: Project) -> Iterable[tuple[str, HealthCheck]]:
+    urls = project.config.redis_urls
+    return [("redis" if index == 1 else f"redis:{index}", checks.Redis(url=url)) for index, url in enumerate(urls, 1)]
+
+
+def _celery(make: Callable[[Project], HealthCheck], check_id: str) -> Callable[[Project], list[tuple[str, Any]]]:
+    return lambda project: [] if project.celery_app is None else [(check_id, make(project))]
+
+
+def _migrations(project: Project) -> Iterable[tuple[str, HealthCheck]]:
+    return [("migrations", checks.Migrations(alias="default"))] if "default" in project.databases else []
+
+
+def _disk(project: Project) -> Iterable[tuple[str, HealthCheck]]:
+    config = project.config
+    return [("disk", checks.Disk(paths=config.health_disk_paths, warn_percent=config.health_disk_warn_percent))]
+
+
+def _memory(project: Project) -> Iterable[tuple[str, HealthCheck]]:
+    if not checks.memory_readable():
+        return []
+    return [("memory", checks.Memory(warn_percent=project.config.health_memory_warn_percent))]
+
+
+# The built-in checks, one row each, in the order they run and are listed. Adding one: its class in
+# checks.py, exported by health/__init__.py, a row here and a line in docs/health.md's table of checks
+# (tests/unit/test_health_builtins.py fails until all four agree); HEALTH_CHECK_OPTIONS accepts its id.
+BUILTINS: tuple[Builtin, ...] = (
+    Builtin("database", checks.Database, True, "datastore", _databases),
+    Builtin("cache", checks.Cache, True, "datastore", _caches),
+    Builtin("redis", checks.Redis, True, "datastore", _redis),
+    Builtin(
+        "celery_broker",
+        checks.CeleryBroker,
+        True,
+        "component",
+        _celery(lambda p: checks.CeleryBroker(app=p.celery_app), "celery_broker"),
+    ),
+    Builtin(
+        "celery",
+        checks.CeleryWorkers,
+        False,
+        "component",
+        _celery(lambda p: checks.CeleryWorkers(app=p.celery_app, min_workers=p.config.celery_min_workers), "celery"),
+        measurement="connections",
+    ),
+    # Off unless enabled: it waits for every worker's inspect reply (up to a second, longer on brokers that
+    # poll, such as the filesystem transport).
+    Builtin(
+        "celery_queues",
+        checks.CeleryQueues,
+        False,
+        "component",
+        _celery(lambda p: checks.CeleryQueues(app=p.celery_app), "celery_queues"),
+        measurement="queues",
+        opt_in=True,
+    ),
+    Builtin("migrations", checks.Migrations, True, "datastore", _migrations),
+    Builtin("disk", checks.Disk, False, "system", _disk, measurement="utilization"),
+    Builtin("memory", checks.Memory, False, "system", _memory, measurement="utilization"),
+)
+
+# Derived from the table.
+BUILTIN_CRITICAL = {row.id: row.critical for row in BUILTINS}
+COMPONENT_TYPES = {row.id: row.component_type for row in BUILTINS}
+OPT_IN = frozenset(row.id for row in BUILTINS if row.opt_in)
+MEASUREMENTS = {row.id: row.measurement for row in BUILTINS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,10 +171,6 @@ class CheckSpec:
     @property
     def measurement(self) -> str:
         return MEASUREMENTS.get(self.component, "responseTime")
-
-
-def _alias_id(kind: str, alias: str) -> str:
-    return kind if alias == "default" else f"{kind}:{alias}"
 
 
 def find_celery_app(config: ObserveConfig) -> Any:
@@ -157,24 +244,8 @@ def build_specs(
     """
     default_timeout = config.health_timeout
     overrides = config.health_check_options
-    built: list[tuple[str, HealthCheck]] = []
-    for alias in databases:
-        built.append((_alias_id("database", alias), checks.Database(alias=alias)))
-    for alias, cache_conf in (caches or {}).items():
-        if cache_conf.get("BACKEND", "").endswith("DummyCache"):
-            continue  # a dummy cache stores nothing by design
-        built.append((_alias_id("cache", alias), checks.Cache(alias=alias)))
-    for index, url in enumerate(config.redis_urls, start=1):
-        built.append(("redis" if index == 1 else f"redis:{index}", checks.Redis(url=url)))
-    if celery_app is not None:
-        built.append(("celery_broker", checks.CeleryBroker(app=celery_app)))
-        built.append(("celery", checks.CeleryWorkers(app=celery_app, min_workers=config.celery_min_workers)))
-        built.append(("celery_queues", checks.CeleryQueues(app=celery_app)))
-    if "default" in databases:
-        built.append(("migrations", checks.Migrations(alias="default")))
-    built.append(("disk", checks.Disk(paths=config.health_disk_paths, warn_percent=config.health_disk_warn_percent)))
-    if checks.memory_percent() is not None:
-        built.append(("memory", checks.Memory(warn_percent=config.health_memory_warn_percent)))
+    project = Project(config, tuple(databases), dict(caches or {}), celery_app)
+    built = [pair for row in BUILTINS for pair in row.make(project)]
 
     specs: list[CheckSpec] = []
     known_ids = {check_id for check_id, _ in built}

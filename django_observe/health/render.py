@@ -34,6 +34,7 @@ _HOST = re.compile(
     r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"  # IPv4 (with a port)
     r"|\[?\b(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}\]?(?::\d+)?"  # IPv6
     r"|\b[\w-]+(?:\.[\w-]+)+:\d+\b"  # name.domain:port
+    r"|\b[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*\.[a-zA-Z][a-zA-Z0-9-]*[a-zA-Z]\b"  # a bare name.domain (payments-db.corp)
     r"|\bhost\s*=\s*\S+",  # libpq host=...
     re.IGNORECASE,
 )
@@ -88,6 +89,10 @@ def _celery_word(results: Sequence[CheckResult]) -> str | None:
 
 
 def check_entry(result: CheckResult, level: str, redact_keys: Sequence[str] = ()) -> dict[str, Any]:
+    """One check as this caller may see it: its status only for callers without full detail (docs/security.md:
+    no criticality, durations or observed values such as disk and memory percentages)."""
+    if level != FULL:
+        return {"status": result.status}
     entry: dict[str, Any] = {
         "status": result.status,
         "critical": result.spec.critical,
@@ -134,7 +139,8 @@ _HEALTH_JSON_STATUS = {PASS: "pass", WARN: "warn", FAIL: "fail"}
 def health_json_body(
     results: Sequence[CheckResult], *, level: str, version: str, service_id: str, redact_keys: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """The draft-inadarei-api-health-check-06 shape."""
+    """The draft-inadarei-api-health-check-06 shape; for callers without full detail, the same facts as
+    :func:`component_body` gives them (each check's status, the failures' public text)."""
     status = overall_status(results)
     root_status = {"healthy": "pass", "degraded": "warn", "unhealthy": "fail"}[status]
     body: dict[str, Any] = {"status": root_status}
@@ -147,8 +153,14 @@ def health_json_body(
             "componentId": r.spec.component_id,
             "componentType": r.spec.component_type,
             "status": _HEALTH_JSON_STATUS[r.status],
-            "time": r.time.isoformat().replace("+00:00", "Z"),
         }
+        key = f"{r.spec.component}:{r.spec.measurement if r.observation is not None else 'responseTime'}"
+        checks.setdefault(key, []).append(item)
+        if level != FULL:
+            # As check_entry: each check's status only (docs/security.md); no time, observed values or
+            # durations, and the failures' public text once, in the body's "output".
+            continue
+        item["time"] = r.time.isoformat().replace("+00:00", "Z")
         if r.observation is not None:
             item.update(observedValue=r.observation.value, observedUnit=r.observation.unit)
         else:
@@ -159,8 +171,6 @@ def health_json_body(
                 if level == FULL and r.detail
                 else error_text(r.error, level, redact_keys)
             )
-        key = f"{r.spec.component}:{r.spec.measurement if r.observation is not None else 'responseTime'}"
-        checks.setdefault(key, []).append(item)
     body["checks"] = checks
     errors = [error_text(r.error, level, redact_keys) for r in results if r.status == FAIL and r.error]
     if errors:

@@ -22,12 +22,11 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from health_check.exceptions import HealthCheckException, ServiceWarning
-
 from .checks import Observation
+from .library import HealthCheckException, ServiceWarning
 from .registry import CheckSpec
 
-__all__ = ["CheckResult", "HealthRunner"]
+__all__ = ["CheckResult", "HealthRunner", "runner_of"]
 
 logger = logging.getLogger("django_observe.health")
 
@@ -125,6 +124,7 @@ class HealthRunner:
         self.last_results: dict[str, CheckResult] = {}
         self.listeners: list = []  # called with each fresh CheckResult (metrics record them)
         self.runs = 0  # checks actually executed (not served from cache); for tests and metrics
+        self.refreshes = 0  # background refreshes started by serve_stale runs
 
     def clear_cache(self) -> None:
         """Forget the cached results: the next run of each check runs it."""
@@ -134,11 +134,19 @@ class HealthRunner:
         skipped = set(exclude)
         return [spec for spec in self.specs.values() if spec.id not in skipped and (spec.critical or not critical_only)]
 
-    async def run(self, specs: Iterable[CheckSpec]) -> list[CheckResult]:
-        """Results for ``specs`` (fresh, cached or shared with a concurrent caller), in order."""
+    async def run(self, specs: Iterable[CheckSpec], *, serve_stale: bool = False) -> list[CheckResult]:
+        """Results for ``specs`` (fresh, cached or shared with a concurrent caller), in order.
+
+        Args:
+            serve_stale: a check that has a previous result answers with it at once when its cache expired,
+                and one refresh runs in a background thread (readiness: a hung dependency never holds the
+                callers, so it never holds the server's workers that liveness probes need). Only a check that
+                never ran is waited for.
+        """
         specs = list(specs)
         now = time.monotonic()
         owned: list[tuple[CheckSpec, concurrent.futures.Future[CheckResult]]] = []
+        background: list[tuple[CheckSpec, concurrent.futures.Future[CheckResult]]] = []
         waiting: dict[str, concurrent.futures.Future[CheckResult]] = {}
         results: dict[str, CheckResult] = {}
         with self._lock:
@@ -148,11 +156,26 @@ class HealthRunner:
                     results[spec.id] = cached[1]
                     continue
                 future = self._inflight.get(spec.id)
+                if serve_stale and cached is not None:  # expired, not cleared (clear_cache forces a fresh run)
+                    results[spec.id] = cached[1]
+                    if future is None:
+                        future = concurrent.futures.Future()
+                        self._inflight[spec.id] = future
+                        background.append((spec, future))
+                    continue
                 if future is None:
                     future = concurrent.futures.Future()
                     self._inflight[spec.id] = future
                     owned.append((spec, future))
                 waiting[spec.id] = future
+        for spec, future in background:
+            self.refreshes += 1
+            threading.Thread(
+                target=asyncio.run,
+                args=(self._run_owned(spec, future),),
+                name=f"django_observe health refresh {spec.id}",
+                daemon=True,
+            ).start()
         if owned:
             await asyncio.gather(*(self._run_owned(spec, future) for spec, future in owned))
         for check_id, future in waiting.items():
@@ -213,10 +236,20 @@ class HealthRunner:
             if previous is not None:
                 logger.info("health check %s recovered", result.id, extra={"check": result.id})
             return
+        verb = "failed" if result.status == FAIL else "warns"
+        if result.detail is None:  # no "(None)" at the end of the line
+            logger.warning(
+                "health check %s %s: %s",
+                result.id,
+                verb,
+                result.error,
+                extra={"check": result.id, "check_status": result.status},
+            )
+            return
         logger.warning(
             "health check %s %s: %s (%s)",
             result.id,
-            "failed" if result.status == FAIL else "warns",
+            verb,
             result.error,
             result.detail,
             extra={"check": result.id, "check_status": result.status},
@@ -225,3 +258,14 @@ class HealthRunner:
     def run_sync(self, specs: Iterable[CheckSpec]) -> list[CheckResult]:
         """Blocking variant for management commands and sync callers."""
         return asyncio.run(self.run(specs))
+
+
+def runner_of(health: object) -> HealthRunner | None:
+    """A runtime's ``health`` part (typed by ``runtime.Health``) as the :class:`HealthRunner` it is.
+
+    Raises:
+        TypeError: it is something else.
+    """
+    if health is not None and not isinstance(health, HealthRunner):
+        raise TypeError(f"expected a HealthRunner, got {type(health).__name__}")
+    return health

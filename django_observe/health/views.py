@@ -13,7 +13,7 @@ from ..runtime import get_runtime
 from ..security import bearer_token_matches
 from . import drain, render
 from .render import FULL, PUBLIC, STATUS
-from .runner import HealthRunner
+from .runner import HealthRunner, runner_of
 
 try:  # Django 5.1+
     from django.contrib.auth.decorators import login_not_required
@@ -67,7 +67,8 @@ def _detail_level(authorized: bool) -> str:
     return PUBLIC if policy == "always" else STATUS
 
 
-def _runner(runner: HealthRunner | None) -> HealthRunner:
+def _runner(health: object) -> HealthRunner:
+    runner = runner_of(health)
     if runner is None:  # the checks could not be built: manage.py check reports why
         raise RuntimeError("django_observe health checks are not configured (see manage.py check)")
     return runner
@@ -84,10 +85,13 @@ async def _report(request: HttpRequest, *, critical_only: bool) -> HttpResponse:
     runtime = get_runtime()
     runner = _runner(runtime.health)
     authorized = await is_authorized(request)
-    results = await runner.run(runner.select(critical_only=critical_only, exclude=_excluded(request, authorized)))
+    # Readiness answers from the last results while one refresh runs: a hung dependency never holds the
+    # pollers, so it never holds the workers liveness needs.
+    selected = runner.select(critical_only=critical_only, exclude=_excluded(request, authorized))
+    results = await runner.run(selected, serve_stale=critical_only)
     level = _detail_level(authorized)
     config = runtime.config
-    keys = config.log_redact_keys + config.secret_key_names
+    keys = config.log_redact_keys + config.secret_key_names + config.log_redact_paths
     status = render.overall_status(results)
     code = 503 if status == "unhealthy" else 200
     if render.wants_health_json(request.headers.get("Accept", "")):
@@ -146,7 +150,7 @@ async def health_check_detail(request: HttpRequest, check_id: str) -> HttpRespon
         return _response(body, 404)
     (result,) = await runner.run([spec])
     level = _detail_level(authorized)
-    keys = runtime.config.log_redact_keys + runtime.config.secret_key_names
+    keys = runtime.config.log_redact_keys + runtime.config.secret_key_names + runtime.config.log_redact_paths
     code = 503 if result.status == "fail" else 200
     if render.wants_health_json(request.headers.get("Accept", "")):
         body = render.health_json_body(

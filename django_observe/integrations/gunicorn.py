@@ -1,4 +1,4 @@
-"""A complete gunicorn configuration: ``gunicorn -c python:django_observe.gunicorn proj.wsgi``.
+"""The hooks of the gunicorn configuration ``gunicorn -c python:django_observe.gunicorn proj.wsgi``.
 
 Nothing in it is required (metrics aggregation, exporter election, correlation, tracing and worker logs all
 work without gunicorn hooks). It adds what only the master can do:
@@ -19,19 +19,28 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import sys
 import types
+from collections.abc import Callable
 from typing import Any
 
-from .. import conf
-from ..logging.setup import switch_off
-from ..runtime import current
+from .. import conf, shutdown
+from ..logging.setup import level_number, switch_off
+from ..runtime import Runtime
 
-__all__ = ["child_exit", "logconfig_dict", "on_reload", "on_starting", "worker_exit"]
+__all__ = [
+    "GunicornIntegration",
+    "child_exit",
+    "integration",
+    "logging_config",
+    "on_reload",
+    "on_starting",
+    "worker_exit",
+]
 
 
-def _logging_config() -> dict[str, Any]:
-
+def logging_config() -> dict[str, Any]:
+    """gunicorn's ``logconfig_dict``: the master's own lines in the configured ``LOG_FORMAT``."""
     try:
         from django.conf import settings
 
@@ -45,7 +54,7 @@ def _logging_config() -> dict[str, Any]:
         if config.log_format == "json"
         else ("django_observe.logging.TextFormatter")
     )
-    level = "DEBUG" if config.log_level == "trace" else config.log_level.upper()
+    level = level_number(config.log_level)  # the workers' mapping (LOG_LEVEL "trace" included)
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -59,9 +68,6 @@ def _logging_config() -> dict[str, Any]:
             "gunicorn.access": {"handlers": [], "propagate": True, "level": level},
         },
     }
-
-
-logconfig_dict = _logging_config()
 
 
 def on_starting(server: Any) -> None:
@@ -78,9 +84,11 @@ def on_reload(server: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    # Workers keep their files in <base>/<master pid> (see django_observe.metrics.exporter).
-    base = os.environ.get("METRICS_MULTIPROC_DIR") or os.path.join(tempfile.gettempdir(), "django_observe_metrics")
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(base, str(os.getpid()))
+    # Workers keep their files in <base>/<master pid>, the base chosen as the exporter chooses it.
+    from ..metrics.exporter import ENV, default_base
+
+    base = os.environ.get("METRICS_MULTIPROC_DIR") or default_base()
+    path = os.environ.get(ENV) or os.path.join(base, str(os.getpid()))
     if os.path.isdir(path):
         from prometheus_client import multiprocess
 
@@ -88,9 +96,50 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    runtime = current()
-    if runtime is not None and runtime.tracing is not None:
-        runtime.tracing.flush()
+    shutdown.begin()  # the flushes below get at most OTEL_EXPORT_SHUTDOWN_TIMEOUT seconds each
+    _bound.flush_spans()
     from ..logging.otlp import flush_all
 
     flush_all()
+
+
+def _nothing() -> None:
+    pass
+
+
+class _Bound:
+    """What the worker hooks need of the runtime, bound by :meth:`GunicornIntegration.install`."""
+
+    __slots__ = ("flush_spans",)
+
+    def __init__(self, flush_spans: Callable[[], None] = _nothing) -> None:
+        self.flush_spans = flush_spans
+
+
+_bound = _Bound()
+
+
+class GunicornIntegration:
+    """The ``gunicorn`` row: hands the worker hooks of this configuration module what they need.
+
+    The hooks themselves are gunicorn's contract (it calls the functions of its configuration module); nothing
+    of gunicorn is patched.
+    """
+
+    name = "gunicorn"
+
+    def available(self, runtime: Runtime) -> bool:
+        """This process is a gunicorn worker (its master imported ``gunicorn.arbiter`` before forking it)."""
+        return "gunicorn.arbiter" in sys.modules
+
+    def install(self, runtime: Runtime) -> None:
+        """``worker_exit`` flushes ``runtime``'s buffered spans."""
+        global _bound
+        _bound = _Bound(runtime.tracing.flush if runtime.tracing is not None else _nothing)
+
+    def uninstall(self) -> None:
+        global _bound
+        _bound = _Bound()
+
+
+integration = GunicornIntegration()

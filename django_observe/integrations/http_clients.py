@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import importlib.abc
 import importlib.util
-import logging
 import re
 import sys
 import types
@@ -34,9 +33,19 @@ from urllib.parse import urlsplit
 
 from ..conf import ObserveConfig
 from ..correlation import get_correlation_id
-from ..runtime import current
+from ..runtime import Runtime, current
+from ._patching import after_import, forget_after_import
 
-__all__ = ["HostAllowlist", "OutboundPolicy", "install", "installed", "outbound_headers", "uninstall"]
+__all__ = [
+    "HostAllowlist",
+    "HttpClientsIntegration",
+    "OutboundPolicy",
+    "install",
+    "installed",
+    "integration",
+    "outbound_headers",
+    "uninstall",
+]
 
 _CACHE_SIZE = 1024
 # An ID bound by code (correlation_context("...")) is not validated like an incoming one; a value a client
@@ -123,7 +132,8 @@ class OutboundPolicy:
 def _policy() -> OutboundPolicy | None:
     """The current runtime's policy; None (off) passes every call through untouched."""
     runtime = current()
-    return runtime.outbound if runtime is not None else None
+    policy = runtime.outbound if runtime is not None else None
+    return policy if isinstance(policy, OutboundPolicy) else None
 
 
 # Our patches on the client libraries (process facts, not configuration):
@@ -267,46 +277,6 @@ _LIBRARIES: dict[str, tuple[str, Callable[[], None]]] = {
 }
 
 
-class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Patches a library right after its first import, so installing costs no import of a library the
-    process may never use (``requests`` and ``httpx`` together: about 100 ms and 9 MB per process)."""
-
-    def __init__(self) -> None:
-        self.pending: dict[str, Callable[[], None]] = {}
-
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        patch = self.pending.get(fullname)
-        if patch is None:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
-        loader = spec.loader
-        if loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        # Not marked done here: importlib.util.find_spec() asks too, without importing anything.
-        exec_module = loader.exec_module
-
-        def exec_then_patch(module: types.ModuleType) -> None:
-            exec_module(module)
-            self.pending.pop(fullname, None)
-            try:
-                patch()
-            except Exception:  # never break the customer's import
-                logging.getLogger("django_observe").warning("could not patch %s for correlation", fullname)
-
-        loader.exec_module = exec_then_patch  # type: ignore[method-assign]
-        return spec
-
-
-_hook = _PatchOnImport()
-
-
 def install() -> tuple[str, ...]:
     """Patch the installed client libraries once (safe to call again); the patches follow the current
     runtime's :class:`OutboundPolicy`, so a rebuilt runtime with propagation off makes them pass through.
@@ -319,12 +289,10 @@ def install() -> tuple[str, ...]:
         if module in sys.modules:
             patch()
         elif _installed(library):
-            _hook.pending[module] = patch
+            after_import(module, patch, owner="http_clients")
         else:
             continue
         libraries.append(library)
-    if _hook.pending and _hook not in sys.meta_path:
-        sys.meta_path.insert(0, _hook)
     return tuple(libraries)
 
 
@@ -348,11 +316,32 @@ def uninstall() -> None:
     A method wrapped again by someone else after us (an OpenTelemetry instrumentor) is left in place, so
     their wrapper keeps working; ours then passes every call through when the policy is off.
     """
-    _hook.pending.clear()
-    if _hook in sys.meta_path:
-        sys.meta_path.remove(_hook)
+    forget_after_import("http_clients")
     for (owner, name), (original, wrapper) in list(_originals.items()):
         # An identity check: a wrapt proxy around our wrapper would answer for our attributes too.
         if owner.__dict__.get(name) is wrapper:
             setattr(owner, name, original)
             del _originals[(owner, name)]
+
+
+class HttpClientsIntegration:
+    """The ``http_clients`` row: ``requests`` and ``httpx`` calls carry the correlation ID."""
+
+    name = "http_clients"
+
+    def available(self, runtime: Runtime) -> bool:
+        """``requests`` or ``httpx`` is there. One not imported yet is patched right after its first import,
+        so installing imports nothing for a library the process never uses."""
+        return any(module in sys.modules or _installed(library) for library, (module, _) in _LIBRARIES.items())
+
+    def install(self, runtime: Runtime) -> None:
+        """Patch the libraries once, when the runtime propagates (``CORRELATION_PROPAGATE``)."""
+        if runtime.outbound is not None:
+            install()
+
+    def uninstall(self) -> None:
+        """Restore the original methods (see :func:`uninstall`)."""
+        uninstall()
+
+
+integration = HttpClientsIntegration()

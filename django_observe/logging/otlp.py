@@ -19,17 +19,20 @@ import json
 import logging
 import os
 import threading
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
+from .. import shutdown
+from ..breaker import ExportBreaker
 from ..identity import ServiceIdentity
 from .setup import TRACE, JSONFormatter
 
 __all__ = ["OtlpLogHandler", "flush_all"]
 
 FLUSH_MILLIS = 5000
-# The exporter's own loggers (and the HTTP client under it): exporting their records would feed back.
-_SKIPPED_LOGGERS = ("opentelemetry", "urllib3", "grpc")
+# The exporter's own loggers (the HTTP client under it, the dead-collector breaker's): exporting their records
+# would feed back.
+_SKIPPED_LOGGERS = ("opentelemetry", "urllib3", "grpc", "django_observe.export")
 # Event keys that are not attributes: the body, the severity, the trace context, the time.
 _NOT_ATTRIBUTES = frozenset({"message", "level", "timestamp", "trace_id", "span_id", "trace_sampled"})
 
@@ -95,14 +98,15 @@ def _context(trace_id: Any, span_id: Any, sampled: Any) -> Any:
     return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
 
 
-def _exporter(endpoint: str | None, protocol: str) -> Any:
+def _exporter(endpoint: str | None, protocol: str, timeout: float | None = None) -> Any:
+    """The OTLP exporter of ``endpoint`` and ``protocol`` (``timeout``: seconds, default the SDK's)."""
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcExporter
 
-        return GrpcExporter(endpoint=endpoint or "http://localhost:4317")
+        return GrpcExporter(endpoint=endpoint or "http://localhost:4317", timeout=timeout)
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
-    return OTLPLogExporter(endpoint=(endpoint or "http://localhost:4318").rstrip("/") + "/v1/logs")
+    return OTLPLogExporter(endpoint=(endpoint or "http://localhost:4318").rstrip("/") + "/v1/logs", timeout=timeout)
 
 
 class OtlpLogHandler(logging.Handler):
@@ -113,7 +117,9 @@ class OtlpLogHandler(logging.Handler):
         endpoint, protocol: ``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``_PROTOCOL``.
         otel_enabled: add the active span's IDs (as the stdout line does).
         redact_keys: ``LOG_REDACT_KEYS``.
+        withheld: LLM error texts left out of the records (``llm.content.WithheldTexts``, content capture off).
         exporter_factory: makes the exporter in each process (tests pass an in-memory one).
+        on_drop: counts the records the dead-collector breaker drops (``django_observe.breaker``).
     """
 
     def __init__(
@@ -126,11 +132,15 @@ class OtlpLogHandler(logging.Handler):
         redact_keys: tuple[str, ...] = (),
         exporter_factory: Any = None,
         level: int = logging.NOTSET,
+        withheld: Any = None,
+        on_drop: Callable[[int], None] | None = None,
     ):
         super().__init__(level)
         self.identity = identity
         self._exporter_factory = exporter_factory or (lambda: _exporter(endpoint, protocol))
-        self._events = _EventFormatter(otel_enabled=otel_enabled, redact_keys=redact_keys)
+        self._where = endpoint or "the OTLP collector"
+        self._on_drop = on_drop
+        self._events = _EventFormatter(otel_enabled=otel_enabled, redact_keys=redact_keys, withheld=withheld)
         self._pid: int | None = None
         self._provider: Any = None
         self._logger: Any = None
@@ -143,11 +153,22 @@ class OtlpLogHandler(logging.Handler):
             with self._build_lock:
                 if self._pid != pid:
                     from opentelemetry.sdk._logs import LoggerProvider
-                    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+                    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogExportResult
                     from opentelemetry.sdk.resources import Resource
 
                     provider = LoggerProvider(resource=Resource.create(self.identity.resource_attributes()))
-                    provider.add_log_record_processor(BatchLogRecordProcessor(self._exporter_factory()))
+                    exporter = ExportBreaker(
+                        _BoundedLogExporter(self._exporter_factory(), self._where),
+                        what="log records",
+                        where=self._where,
+                        failure=LogExportResult.FAILURE,
+                        succeeded=lambda result: (
+                            getattr(result, "name", "") == "SUCCESS"
+                        ),  # LogExportResult or LogRecordExportResult
+                        on_drop=self._on_drop,
+                    )
+                    provider.add_log_record_processor(BatchLogRecordProcessor(exporter))  # type: ignore[arg-type]
+                    shutdown.register()  # after the provider's atexit handler: runs before it
                     self._provider, self._logger = provider, provider.get_logger("django_observe")
                     self._pid = pid
         return self._logger
@@ -183,6 +204,27 @@ class OtlpLogHandler(logging.Handler):
     def close(self) -> None:
         self.flush()
         super().close()
+
+
+class _BoundedLogExporter:
+    """The OTLP log exporter with at most ``OTEL_EXPORT_SHUTDOWN_TIMEOUT`` seconds at exit
+    (``django_observe.shutdown``)."""
+
+    def __init__(self, exporter: Any, where: str):
+        self.exporter = exporter
+        self._budget = shutdown.Budget("log records", where)
+
+    def export(self, batch: Any) -> Any:
+        from opentelemetry.sdk._logs.export import LogExportResult
+
+        return self._budget.call(self.exporter.export, batch, count=len(batch), default=LogExportResult.FAILURE)
+
+    def shutdown(self) -> None:
+        self._budget.call(self.exporter.shutdown)
+        self._budget.report()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._budget.call(self.exporter.force_flush, timeout_millis, default=False)
 
 
 def flush_all() -> None:

@@ -12,18 +12,19 @@ import time
 import traceback
 from typing import Any
 
-from ..correlation import get_correlation_id
+from ..correlation import EXCEPTION_ATTR, get_correlation_id
+from ..llm.content import WithheldTexts
 from ..redaction import REDACTED, get_redactor, redact_text
 
 __all__ = [
     "add_correlation_id",
     "add_task_context",
-    "add_trace_context",
-    "format_exception",
+    "TraceContextAdder",
+    "ExceptionFormatter",
     "format_timestamp",
     "timestamp_at",
     "normalize_level",
-    "redact_secrets",
+    "SecretRedactor",
     "rename_event_to_message",
     "timestamp",
 ]
@@ -33,12 +34,19 @@ task_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.Contex
     "django_observe_task_context", default=None
 )
 
-# A credential scheme in text (``Bearer abc``); other secrets in text need a ``=`` or a ``:``.
+# A credential scheme in text (``Bearer abc``); other secrets in text need a ``=`` or a ``:``, or are a shape
+# of 16 characters or more (``AKIA...``, ``ghp_...``, a JWT), or hide behind look-alike characters.
 _SCHEME_HINT = re.compile(r"(?:bearer|basic|token|digest)\s", re.IGNORECASE)
 
 
 def _may_hold_secret(text: str) -> bool:
-    return "=" in text or ":" in text or (" " in text and _SCHEME_HINT.search(text) is not None)
+    return (
+        len(text) > 15
+        or "=" in text
+        or ":" in text
+        or not text.isascii()
+        or (" " in text and _SCHEME_HINT.search(text) is not None)
+    )
 
 
 _second: list = [None, ""]  # the last whole second formatted, and its text (most lines share it)
@@ -106,9 +114,14 @@ def rename_event_to_message(logger: Any, method_name: str, event_dict: dict) -> 
 
 
 def add_correlation_id(logger: Any, method_name: str, event_dict: dict) -> dict:
-    """``correlation_id`` of the current request or task (an explicit value wins)."""
+    """``correlation_id`` of the current request or task (an explicit value wins); outside one, that of the
+    exception the line reports, when it left a connection that tagged it (``correlation.tag_exception``)."""
     if event_dict.get("correlation_id") is None:
         cid = get_correlation_id()
+        if cid is None:
+            exc_info = event_dict.get("exc_info")
+            if type(exc_info) is tuple and len(exc_info) == 3:
+                cid = getattr(exc_info[1], EXCEPTION_ATTR, None)
         if cid is not None:
             event_dict["correlation_id"] = cid
         else:
@@ -125,7 +138,7 @@ def add_task_context(logger: Any, method_name: str, event_dict: dict) -> dict:
     return event_dict
 
 
-class add_trace_context:  # noqa: N801 - used like the function processors beside it
+class TraceContextAdder:
     """``trace_id``/``span_id`` (32/16 lowercase hex) of the active OpenTelemetry span, unless the event has
     a ``trace_id`` already.
 
@@ -159,7 +172,7 @@ class add_trace_context:  # noqa: N801 - used like the function processors besid
         return event_dict
 
 
-class redact_secrets:  # noqa: N801
+class SecretRedactor:
     """Remove secrets from every value of the event (``redaction.redact``), after turning objects into text.
 
     Values under secret-named keys (``redaction.SECRET_WORDS``, or one of ``extra_keys``) become
@@ -168,10 +181,12 @@ class redact_secrets:  # noqa: N801
     None are kept as they are.
     """
 
-    __slots__ = ("_redactor",)
+    __slots__ = ("_redactor", "withheld")
 
-    def __init__(self, extra_keys: tuple[str, ...] = ()):
+    def __init__(self, extra_keys: tuple[str, ...] = (), withheld: WithheldTexts | None = None):
         self._redactor = get_redactor(extra_keys)
+        # The messages of exceptions that left LLM calls (content capture off), removed from string values.
+        self.withheld = withheld
 
     # Keys we write ourselves whose values cannot hold a secret: skipped (this runs on every line).
     _SAFE = frozenset(
@@ -199,6 +214,9 @@ class redact_secrets:  # noqa: N801
         safe = self._SAFE
         redactor = self._redactor
         known = redactor.known_keys
+        withheld = self.withheld
+        if withheld is not None and not len(withheld):
+            withheld = None
         for key, value in event_dict.items():
             if key in safe or key[:1] == "_":
                 continue
@@ -208,6 +226,8 @@ class redact_secrets:  # noqa: N801
             if secret:
                 event_dict[key] = REDACTED
             elif isinstance(value, str):
+                if withheld is not None:
+                    value = event_dict[key] = withheld.scrub(value)
                 if _may_hold_secret(value):
                     event_dict[key] = redactor.redact_text(value)
             elif value is not None and not isinstance(value, (bool, int, float)):
@@ -215,7 +235,7 @@ class redact_secrets:  # noqa: N801
         return event_dict
 
 
-def _exception_dicts(exc: BaseException) -> list[dict[str, Any]]:
+def _exception_dicts(exc: BaseException, withheld: WithheldTexts | None = None) -> list[dict[str, Any]]:
     """A structured exception chain without local variables (they may hold secrets)."""
     chain: list[dict[str, Any]] = []
     seen: set[int] = set()
@@ -226,18 +246,20 @@ def _exception_dicts(exc: BaseException) -> list[dict[str, Any]]:
             {"filename": f.filename, "lineno": f.lineno, "name": f.name}
             for f in traceback.extract_tb(current.__traceback__)[-30:]
         ]
-        chain.append({"type": type(current).__name__, "value": redact_text(str(current))[:2000], "frames": frames})
+        value = str(current) if withheld is None else withheld.scrub(str(current))
+        chain.append({"type": type(current).__name__, "value": redact_text(value)[:2000], "frames": frames})
         current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
     return chain
 
 
-class format_exception:  # noqa: N801
+class ExceptionFormatter:
     """Turn ``exc_info`` into ``exception``: a list of dicts (JSON) or a traceback string (text)."""
 
-    __slots__ = ("structured",)
+    __slots__ = ("structured", "withheld")
 
-    def __init__(self, structured: bool):
+    def __init__(self, structured: bool, withheld: WithheldTexts | None = None):
         self.structured = structured
+        self.withheld = withheld  # LLM error texts to leave out (content capture off)
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict) -> dict:
         exc_info = event_dict.pop("exc_info", None)
@@ -254,8 +276,10 @@ class format_exception:  # noqa: N801
         else:
             return event_dict
         if self.structured:
-            event_dict["exception"] = _exception_dicts(exc)
+            event_dict["exception"] = _exception_dicts(exc, self.withheld)
         else:
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            if self.withheld is not None:
+                text = self.withheld.scrub(text)
             event_dict["exception"] = redact_text(text.rstrip())
         return event_dict

@@ -74,7 +74,7 @@ try:  # optional: about eight times cheaper than the json module for a request l
     import orjson as _orjson
 
     orjson = _orjson
-except ImportError:  # pragma: no cover - orjson is in the dev extra
+except ImportError:  # pragma: no cover - orjson is in the test extra
     pass
 
 

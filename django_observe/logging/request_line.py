@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..llm.usage import RequestTotals, take_request_totals
 from ..requestinfo import (
     EXCEPTION_ATTR,
     OWN_APP,
@@ -132,6 +134,7 @@ class RequestLine:
     ) -> None:
         """Log the line for ``request`` (``elapsed_ns``: how long it took; ``correlation_id``: the one bound
         for the request; ``end_ns``: the ``time.perf_counter_ns()`` reading at its end, for the timestamp)."""
+        llm = take_request_totals()  # first: a line not written must not leave them to the next request
         status = response.status_code
         match = request.resolver_match
         if match is not None and status < 400 and OWN_APP in match.app_names:
@@ -162,6 +165,7 @@ class RequestLine:
             line = None
             if (
                 formatter.direct_request_line
+                and llm is None
                 and exception is None
                 and not self.flavor_fields
                 and (context is not None or not formatter.trace_step)
@@ -174,7 +178,7 @@ class RequestLine:
                 key = (method, path, matched, status)
                 shape = self._shapes.get(key, _UNSEEN)
                 if shape is _UNSEEN:
-                    shape = self._shape(method, path, matched, status, level)
+                    shape = self._shape(method, path, matched, status, level, formatter.redact_text)
                     if len(path) <= _SHAPE_PATH_CHARS:  # what hostile paths can make the store hold stays small
                         if len(self._shapes) >= _SHAPES_KEPT:
                             self._shapes.clear()
@@ -200,26 +204,30 @@ class RequestLine:
                 if line is None:
                     exc_info = (type(exception), exception, exception.__traceback__) if exception is not None else None
                     facts = _LineFacts(logger.name, _LEVEL_NAMES[level], time.time())
-                    extra = self._fields(request, status, matched, duration / 100, count, db, uid, context)
+                    extra = self._fields(request, status, matched, duration / 100, count, db, uid, context, llm)
                     line = formatter.render(facts, f"{method} {path}", extra, exc_info)
                 with handler.lock:  # type: ignore[union-attr]
                     handler.stream.write(line + handler.terminator)
                     handler.stream.flush()
                 return
             except Exception:  # as StreamHandler.emit does: report and carry on
-                extra = self._fields(request, status, matched, duration / 100, count, db, uid, context)
+                extra = self._fields(request, status, matched, duration / 100, count, db, uid, context, llm)
                 handler.handleError(self._record(request, level, extra, exception))
                 return
         # makeRecord + handle is what Logger.log does, minus the call-site lookup (a stack walk on every
         # request): the line's call site is always this method, so no handler can want it.
-        extra = self._fields(request, status, matched, duration / 100, count, db, uid, context)
+        extra = self._fields(request, status, matched, duration / 100, count, db, uid, context, llm)
         logger.handle(self._record(request, level, extra, exception))
 
-    def _shape(self, method: Any, path: str, route: str, status: Any, level: int) -> tuple[str, str] | None:
+    def _shape(
+        self, method: Any, path: str, route: str, status: Any, level: int, redact_text: Callable[[str], str]
+    ) -> tuple[str, str] | None:
         """The line's text from after the timestamp to the correlation ID, and from after it to the duration's
         value; None when the formatter must render the line (a method outside the standard ones, which the
-        line reports as given, a path redaction would look at, a status that is not an int)."""
+        line reports as given, a path redaction would look at or change, a status that is not an int)."""
         if type(status) is not int or method not in STANDARD_METHODS or not _plain(path):
+            return None
+        if redact_text(path) != path:  # a credential shape or a declared secret route (once per shape kept)
             return None
         path_json = quote(path)
         head = f'","level":"{_LEVEL_NAMES[level]}","logger":{self._logger_json},"message":"{method} {path_json[1:]}'
@@ -236,6 +244,7 @@ class RequestLine:
         db: int,
         uid: str | None,
         context: Any,
+        llm: RequestTotals | None = None,
     ) -> dict[str, Any]:
         """The line's fields (the record's ``extra``); ``db``: time in queries, in hundredths of a millisecond."""
         extra: dict[str, Any] = {
@@ -247,6 +256,8 @@ class RequestLine:
         }
         if count is not None:
             extra["db_queries"], extra["db_ms"] = count, db / 100
+        if llm is not None:
+            extra.update(llm.fields())
         if uid is not None:
             extra["user_id"] = uid
         if context is not None:

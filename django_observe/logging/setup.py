@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import socket
 import sys
 from collections.abc import Mapping
 from typing import Any, cast
 
 import structlog
 
+from ..llm.content import WithheldTexts
 from ..redaction import get_redactor
 from . import processors
 from .flavours import Service, flavor_processor
+from .quiet import install_quiet_filters
 from .renderers import JSONRenderer, OrderedJSONRenderer, TextRenderer
 
 __all__ = ["JSONFormatter", "TRACE", "TextFormatter", "configure_logging", "level_number"]
@@ -98,7 +101,7 @@ def _shared_chain(otel_enabled: bool, trace_sampled: bool = False) -> list:
         structlog.stdlib.add_logger_name,
         processors.add_correlation_id,
         processors.add_task_context,
-        processors.add_trace_context(otel_enabled, sampled=trace_sampled),
+        processors.TraceContextAdder(otel_enabled, sampled=trace_sampled),
     ]
 
 
@@ -109,14 +112,15 @@ def _render_chain(
     flavor: str = "default",
     service: Service | None = None,
     gcp_project: str | None = None,
+    withheld: WithheldTexts | None = None,
 ) -> list:
     chain = [
         processors.timestamp,  # these two read the record (``_record``) ...
         processors.normalize_level,
         structlog.stdlib.ProcessorFormatter.remove_processors_meta,  # ... which is dropped here
         processors.rename_event_to_message,
-        processors.format_exception(structured=fmt == "json"),
-        processors.redact_secrets(redact_keys),
+        processors.ExceptionFormatter(structured=fmt == "json", withheld=withheld),
+        processors.SecretRedactor(redact_keys, withheld),
     ]
     if fmt != "json":
         return [*chain, TextRenderer(show_trace=show_trace)]
@@ -125,11 +129,16 @@ def _render_chain(
     return [*chain, JSONRenderer()] if flavour is None else [*chain, flavour, OrderedJSONRenderer()]
 
 
-# The request line's fields that redaction would look at (the others are in redact_secrets' safe keys).
+# The request line's fields that redaction would look at (the others are in SecretRedactor's safe keys).
 _LINE_FIELDS = ("message", "path", "db_queries", "db_ms", "user_id")
 
 # Attributes every LogRecord has; anything else on a record came from ``extra={...}``.
-_RECORD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+# uvicorn's ``color_message`` is its message again, with ANSI colour codes.
+_RECORD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 class _ObserveFormatter(structlog.stdlib.ProcessorFormatter):
@@ -144,17 +153,21 @@ class _ObserveFormatter(structlog.stdlib.ProcessorFormatter):
         flavor: str = "default",
         service: Mapping[str, str] | None = None,
         gcp_project: str | None = None,
+        withheld: WithheldTexts | None = None,
         **kwargs: Any,
     ):
         flavor = flavor if self.fmt == "json" else "default"
         render = _render_chain(
-            self.fmt, tuple(redact_keys), show_trace, flavor, Service(**(service or {})), gcp_project
+            self.fmt, tuple(redact_keys), show_trace, flavor, Service(**(service or {})), gcp_project, withheld
         )
         trace_sampled = flavor == "gcp"
         # The request line may be written without the chain (logging/request_line.py) when the chain would
         # only add the head and encode it: JSON without a flavour and no configured secret key among the
         # line's field names. With the trace step (``trace_step``), only a line that has its trace ids.
         redactor = get_redactor(tuple(redact_keys))
+        # The request line's direct path writes a path as it is only when this finds nothing to redact in it
+        # (a credential shape, a declared secret route).
+        self.redact_text = redactor.redact_text
         self.direct_request_line = (
             self.fmt == "json" and flavor == "default" and not any(map(redactor.is_secret_key, _LINE_FIELDS))
         )
@@ -176,7 +189,12 @@ class _ObserveFormatter(structlog.stdlib.ProcessorFormatter):
         # Standard-library records (most lines) take a direct path: ProcessorFormatter would copy the
         # record and walk the stack to find the logger name.
         fields = {key: value for key, value in record.__dict__.items() if key not in _RECORD_ATTRIBUTES}
-        return self.render(record, record.getMessage(), fields, record.exc_info)
+        message = record.getMessage()
+        if record.name == "django.server" and isinstance(fields.get("request"), socket.socket):
+            del fields["request"]  # runserver's connection object: "<socket.socket fd=4, ...>" says nothing
+        elif self.fmt == "text" and record.name == "django.db.backends" and "\n" in message:
+            message = " ".join(message.split())  # a statement's newlines and indentation, on one line
+        return self.render(record, message, fields, record.exc_info)
 
     def render(self, record: Any, message: str, fields: dict[str, Any], exc_info: Any = None) -> str:
         """The line of a standard-library record.
@@ -246,6 +264,8 @@ def configure_logging(
     service: Mapping[str, str] | None = None,
     gcp_project: str | None = None,
     otlp_handler: logging.Handler | None = None,
+    deduplicate: bool = False,
+    withheld: WithheldTexts | None = None,
 ) -> None:
     """Configure the whole process: root handler on stdout with our formatter, server loggers routed to it.
 
@@ -261,6 +281,9 @@ def configure_logging(
         otlp_handler: an extra root handler sending records over OTLP (``logging.otlp.OtlpLogHandler``,
             ``OTEL_LOGS_EXPORTER=otlp``); it replaces the one a previous call added, and is added with
             ``handlers=False`` too.
+        deduplicate: drop Django's response lines of requests the request line covers (``LOG_DEDUPLICATE``).
+        withheld: the messages of exceptions that left LLM calls, left out of every line (content capture
+            off, ``llm.content``).
     """
     number = level_number(level)
     configure_structlog(otel_enabled, trace_sampled=fmt == "json" and flavor == "gcp")
@@ -271,6 +294,7 @@ def configure_logging(
     if not handlers:
         _add_otlp_handler(otlp_handler, number)
         return
+    install_quiet_filters(deduplicate)
     logging.captureWarnings(True)  # warnings.warn() output becomes a log line too (logger py.warnings)
     # The call site, thread and process fields stay collected for every other handler of the process
     # (a file handler with %(lineno)d, Sentry's breadcrumbs): changing logging's module flags would take
@@ -291,6 +315,7 @@ def configure_logging(
                     "flavor": flavor,
                     "service": dict(service or {}),
                     "gcp_project": gcp_project,
+                    "withheld": withheld,
                 }
             },
             "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": sys.stdout, "formatter": "observe"}},

@@ -15,8 +15,9 @@ The prometheus_client metric behind each declaration is created on first use, af
 ``ready()``: ``METRICS_NAMESPACE`` is applied then, and in multiprocess mode (gunicorn workers, Celery prefork)
 values go to the shared files, so the exporter shows the sum over processes. The cardinality guard bounds
 the series of each metric: label values longer than ``MAX_LABEL_LENGTH`` characters are cut, and once a
-metric has ``METRICS_MAX_LABEL_VALUES`` label-value combinations (per process), further combinations are
-recorded in one series whose labels are all ``__other__`` (counted in ``metrics_label_overflow_total``).
+metric has ``METRICS_MAX_LABEL_VALUES`` label-value combinations (admitted by any process of the service, see
+``cardinality``), further combinations are recorded in one series whose labels are all ``__other__``
+(counted in ``metrics_label_overflow_total`` each time).
 Before ``ready()`` and with ``METRICS_ENABLED`` off, recording does nothing.
 """
 
@@ -32,6 +33,8 @@ from typing import Any, TypeVar
 from asgiref.sync import iscoroutinefunction
 
 from ..runtime import current
+from .cardinality import encode
+from .setup import state_of
 
 __all__ = ["Counter", "Gauge", "Histogram", "counter", "gauge", "histogram", "timed"]
 
@@ -78,21 +81,22 @@ class BusinessMetric:
         self.options = options
         self._metric: Any = None
         self._state: Any = None  # the MetricsState the metric was created for
-        self._limit = 0
+        self._admissions: Any = None  # cardinality.Admissions: the metric's series budget, shared by processes
         self._overflow: Any = None
         self._children: dict[tuple[str, ...], Any] = {}
 
     def _resolve(self) -> Any:
         runtime = current()
-        state = runtime.metrics if runtime is not None else None
-        if state is None:
+        metrics = runtime.metrics if runtime is not None else None
+        if metrics is None:
             return None
-        if self._state is state:
+        if self._state is metrics:
             return self._metric
         with _lock:
-            if self._state is not state:  # first use, or the runtime was rebuilt
+            state = state_of(metrics)
+            if state is not None and self._state is not state:  # first use, or the runtime was rebuilt
                 catalogue = state.catalogue
-                self._limit = catalogue.max_label_values
+                self._admissions = catalogue.admissions(self.name)
                 self._overflow = catalogue.label_overflow.labels(self.name, ",".join(self.labelnames))
                 self._metric = self._create(catalogue.namespace, state.registry)
                 state.owned.append(self._metric)
@@ -125,13 +129,15 @@ class BusinessMetric:
             with _lock:
                 child = self._children.get(key)
                 if child is None:
-                    if len(self._children) >= self._limit:
+                    if key and not self._admissions.admit(encode(key)):
                         key = (OTHER,) * len(key)
-                        self._overflow.inc()
+                        self._overflow.inc()  # on every use: the folded key is not cached below
                         child = self._children.get(key)
-                    if child is None:
-                        child = metric.labels(*key) if key else metric
-                        self._children[key] = child
+                        if child is None:
+                            child = self._children[key] = metric.labels(*key)
+                        return child
+                    child = metric.labels(*key) if key else metric
+                    self._children[key] = child
         return child
 
     def __repr__(self) -> str:

@@ -123,16 +123,29 @@ def read_exemplars(directory: str, alive: Any) -> dict[Key, tuple[str, str, floa
 class MultiProcessExemplarCollector:
     """prometheus_client's ``MultiProcessCollector`` with the stored exemplars attached to bucket samples."""
 
-    def __init__(self, directory: str, alive: Any):
+    def __init__(self, directory: str, alive: Any, declared: Iterable[tuple[str, str, str, str]] = ()):
         from prometheus_client import multiprocess
 
         self.directory = directory
         self.alive = alive
+        self.declared = tuple(declared)  # families announced even without samples (families.announce)
         self._collector = multiprocess.MultiProcessCollector(None, directory)
 
     def collect(self) -> Iterable[Any]:
+        from .families import announce
+
+        yield from announce(self._with_exemplars(), self.declared)
+
+    def _with_exemplars(self) -> Iterable[Any]:
+        from .storage import reading
+
         exemplars = read_exemplars(self.directory, self.alive)
-        for metric in self._collector.collect():
+        # Listed and read under the readers' lock: a compaction cannot swap a merged file in between
+        # (storage.compact), which counted a dead process twice.
+        with reading(self.directory):
+            files = sorted(glob.glob(os.path.join(self.directory, "*.db")))
+            metrics = list(self._collector.merge(files, accumulate=True))
+        for metric in metrics:
             if exemplars and metric.type == "histogram":
                 metric.samples = [self._attach(sample, exemplars) for sample in metric.samples]
             yield metric

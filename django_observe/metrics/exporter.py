@@ -9,7 +9,8 @@ on the metrics port. No gunicorn hook is needed:
   base directory is private to the user (mode 0700, refused when another user owns it or can write to it);
 - election is a lock file: the process holding it serves the port; the others retry now and then, so
   when the serving worker dies a sibling (or its replacement) takes over;
-- files of dead processes are handled at scrape time (``mark_process_dead``), keeping counters monotonic.
+- files of dead processes are merged at scrape time and when a process starts (``storage.compact``),
+  keeping counters monotonic and the directory bounded.
 
 The port's server is prometheus_client's (a threading WSGI server, address family chosen like
 ``start_wsgi_server``), with two bounds the library lacks: a timeout on every connection and a cap on
@@ -22,7 +23,6 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
-import glob
 import io
 import ipaddress
 import logging
@@ -88,6 +88,11 @@ def take_group_lock(path: str, held: IO[str] | None) -> IO[str] | None:
     return lock_file
 
 
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie does not)."""
+    return _alive(pid)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -151,6 +156,19 @@ def default_base() -> str:
     return os.path.join(tempfile.gettempdir(), f"{_BASE_NAME}-{os.geteuid()}")
 
 
+def inherited_dir(base: str | None) -> str | None:
+    """``PROMETHEUS_MULTIPROC_DIR`` from the environment, when it applies to this project: the directory a parent
+    (gunicorn's master, Celery's main process) chose for its group, or one the project set itself. A value
+    outside the project's METRICS_MULTIPROC_DIR (left in the environment by an unrelated parent, such as a
+    shell or a test runner that ran another project) is ignored: the setting names where this project's
+    metrics go."""
+    path = os.environ.get(ENV)
+    if not path or not base:
+        return path or None
+    base, found = os.path.realpath(base), os.path.realpath(path)
+    return path if os.path.commonpath([base, found]) == base else None
+
+
 def multiprocess_dir(base: str | None, role: str) -> str | None:
     """``<base>/<group pid>``; removes directories of groups that are gone.
 
@@ -210,21 +228,19 @@ def enable_multiprocess(path: str | None) -> bool:
 
 
 def _mark_dead_processes(path: str) -> None:
-    from prometheus_client import multiprocess
+    """Merge the files of dead processes (``storage.compact``): the directory stays bounded however often
+    workers are recycled, counters stay monotonic."""
+    from .storage import compact
 
-    pids = set()
-    for name in glob.glob(os.path.join(path, "*.db")):
-        stem = os.path.basename(name)[:-3]
-        suffix = stem.rsplit("_", 1)[-1]
-        if suffix.isdigit():
-            pids.add(int(suffix))
-    for pid in pids:
-        if not _alive(pid):
-            multiprocess.mark_process_dead(pid, path)
+    compact(path, _alive)
 
 
 def make_registry(path: str | None, extra: Iterable[Any] = ()) -> Any:
-    """A fresh registry per scrape: the multiprocess files (or the default registry) plus ``extra`` collectors."""
+    """A fresh registry per scrape: the multiprocess files (or the default registry) plus ``extra`` collectors.
+
+    In multiprocess mode the families an extra collector declares (``families.DeclaredFamilies``) are announced
+    even before any process has a sample of them, as the single-process registry does.
+    """
     from prometheus_client import REGISTRY, CollectorRegistry, ProcessCollector
 
     if path is None:
@@ -232,10 +248,12 @@ def make_registry(path: str | None, extra: Iterable[Any] = ()) -> Any:
     else:
         _mark_dead_processes(path)
         from .exemplars import MultiProcessExemplarCollector
+        from .families import DeclaredFamilies
 
         registry = CollectorRegistry()
-        registry.register(MultiProcessExemplarCollector(path, _alive))
         extra = list(extra)
+        declared = [family for c in extra if isinstance(c, DeclaredFamilies) for family in c.declared]
+        registry.register(MultiProcessExemplarCollector(path, _alive, declared))
         if not any(getattr(c, "covers_process_metrics", False) for c in extra):
             ProcessCollector(registry=registry)  # the serving process itself
     for collector in extra:
@@ -377,7 +395,9 @@ class MetricsServer(socketserver.ThreadingMixIn, WSGIServer):
         *,
         connection_timeout: float = 10.0,
         max_connections: int = 16,
+        client_allowed: Callable[[str], bool] | None = None,
     ):
+        self.client_allowed = client_allowed
         if not connection_timeout > 0:
             raise ValueError(f"connection_timeout must be a positive number of seconds, not {connection_timeout!r}")
         if max_connections < 1:
@@ -405,6 +425,15 @@ class MetricsServer(socketserver.ThreadingMixIn, WSGIServer):
         except BaseException:
             self._slots.release()
             raise
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """The allowlist (``METRICS_ALLOWED_IPS``) at accept time: a client off it is disconnected before a
+        byte of its request is read, so it never holds a connection slot or a thread (16 slow clients off the
+        list used to hold every slot while they trickled their requests)."""
+        if self.client_allowed is None or self.client_allowed(str(client_address[0])):
+            return True
+        logger.debug("metrics connection from %s refused: not in METRICS_ALLOWED_IPS", client_address[0])
+        return False
 
     def shutdown_request(self, request: Any) -> None:
         # Called exactly once for every connection get_request accepted, whatever happened to it.
@@ -434,9 +463,11 @@ class Exporter:
         *,
         connection_timeout: float = 10.0,
         max_connections: int = 16,
+        client_allowed: Callable[[str], bool] | None = None,
     ):
         self.address, self.port, self.app, self.retry_seconds = address, port, app, retry_seconds
         self.connection_timeout, self.max_connections = connection_timeout, max_connections
+        self.client_allowed = client_allowed
         self.lock_path = os.path.join(lock_dir, f"exporter-{port}.lock") if lock_dir else None
         self.server: MetricsServer | None = None
         self._lock_file: Any = None
@@ -479,6 +510,7 @@ class Exporter:
                 self.app,
                 connection_timeout=self.connection_timeout,
                 max_connections=self.max_connections,
+                client_allowed=self.client_allowed,
             )
         except OSError as exc:
             if not self._warned:

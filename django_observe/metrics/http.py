@@ -61,6 +61,8 @@ class FileSlots:
         value.get()  # a child's first call of a value moves every value to its own files
         file = value._file
         position = file._positions[value._key]
+        if file._f is None:  # kept in memory: the directory could not take it (metrics.storage)
+            return memoryview(file._m).cast("d"), position // 8
         view = self._views.get(file._fname)
         if view is None or position + 16 > len(view) * 8:  # new, or the file grew past our mapping
             view = self._views[file._fname] = memoryview(mmap.mmap(file._f.fileno(), file._capacity)).cast("d")

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .. import shutdown
 from ..identity import ServiceIdentity, instance_id
 from ..runtime import current
 from .exporter import make_registry, take_group_lock
@@ -167,14 +168,17 @@ def _histogram_points(family: Any, semconv: bool, start_ns: int, now_ns: int, po
     return points
 
 
-def _exporter(endpoint: str | None, protocol: str) -> Any:
+def _exporter(endpoint: str | None, protocol: str, timeout: float | None = None) -> Any:
+    """The OTLP exporter of ``endpoint`` and ``protocol`` (``timeout``: seconds, default the SDK's)."""
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
 
-        return GrpcExporter(endpoint=endpoint or "http://localhost:4317")
+        return GrpcExporter(endpoint=endpoint or "http://localhost:4317", timeout=timeout)
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-    return OTLPMetricExporter(endpoint=(endpoint or "http://localhost:4318").rstrip("/") + "/v1/metrics")
+    return OTLPMetricExporter(
+        endpoint=(endpoint or "http://localhost:4318").rstrip("/") + "/v1/metrics", timeout=timeout
+    )
 
 
 def _group_start_ns(path: str | None) -> int:
@@ -261,11 +265,15 @@ class MetricsPusher:
         atexit.register(self.final_push)
 
     def final_push(self) -> None:
-        """At exit, the elected process exports once more (the last interval's increments)."""
+        """At exit, the elected process exports once more (the last interval's increments), for at most
+        ``OTEL_EXPORT_SHUTDOWN_TIMEOUT`` seconds (``django_observe.shutdown``)."""
         self._stop.set()
         if os.getpid() == self._pid and (self._lock_file is not None or self.lock_path is None):
+            shutdown.begin()
+            budget = shutdown.Budget("metric exports", "the OTLP collector")
             with contextlib.suppress(Exception):
-                self.push()
+                budget.call(self.push, count=1, default=False)
+            budget.report()
 
 
 def _families(path: str | None, registry: Any) -> Iterable[Any]:

@@ -18,14 +18,22 @@ from ..requestinfo import OWN_APP
 from . import exporter
 
 if TYPE_CHECKING:
+    from prometheus_client.registry import Collector, CollectorRegistry
+
     from ..health.runner import HealthRunner
     from .catalogue import Catalogue
+    from .collectors.active_users import ActiveUsers
+    from .collectors.database import PoolRecorder
+    from .exemplars import ExemplarStore
+    from .genai import LLMMetrics
     from .http import RequestRecorder
+    from .model_operations import ModelOperations
+    from .otlp import MetricsPusher
 
 # Nothing here may import prometheus_client at module level: it picks single- or multiprocess mode on import,
 # and configure_metrics must set PROMETHEUS_MULTIPROC_DIR first.
 
-__all__ = ["MetricsState", "build_metrics", "prepare_multiprocess", "start_exporter"]
+__all__ = ["MetricsState", "build_metrics", "prepare_multiprocess", "start_exporter", "state_of"]
 
 logger = logging.getLogger("django_observe.metrics")
 
@@ -37,25 +45,32 @@ class MetricsState:
     Attributes:
         catalogue: every metric django_observe records.
         recorder: the request histogram recorder ``ObserveMiddleware`` calls.
+        llm: the ``llm_call`` recorder (``gen_ai_client_*``).
         multiprocess_path: the multiprocess directory, or None in single-process mode.
         collectors: scrape-time collectors (build info, Celery, infrastructure, collector errors).
         registry: where the catalogue's metrics are registered.
         owned: other metrics created for this state (business metrics), unregistered by :meth:`close`.
         exporter: the thread serving the metrics port, when this process serves it.
+        active_users: the active-users window (``METRICS_ACTIVE_USERS``), else None.
+        pool_recorder: connection-pool numbers per process (``METRICS_DB_CONNECTIONS``, pooled aliases), else None.
+        exemplar_store: the exemplars of multiprocess mode with tracing on, else None.
+        otlp: the OTLP metrics pusher, when this process pushes.
+        model_operations: ``db_model_operations_total`` (``METRICS_MODELS``), else None.
     """
 
     catalogue: Catalogue
     recorder: RequestRecorder
+    llm: LLMMetrics
     multiprocess_path: str | None
-    collectors: list[Any]
-    registry: Any
-    owned: list[Any] = dataclasses.field(default_factory=list)
+    collectors: list[Collector]
+    registry: CollectorRegistry
+    owned: list[Collector] = dataclasses.field(default_factory=list)
     exporter: exporter.Exporter | None = None
-    active_users: Any = None
-    pool_recorder: Any = None
-    exemplar_store: Any = None
-    otlp: Any = None  # the OTLP metrics pusher (metrics.otlp), when this process pushes
-    model_operations: Any = None
+    active_users: ActiveUsers | None = None
+    pool_recorder: PoolRecorder | None = None
+    exemplar_store: ExemplarStore | None = None
+    otlp: MetricsPusher | None = None  # the OTLP metrics pusher, when this process pushes
+    model_operations: ModelOperations | None = None
 
     def close(self) -> None:
         """Unregister everything this state put in the registry (a rebuilt runtime registers anew)."""
@@ -88,8 +103,27 @@ def prepare_multiprocess(config: ObserveConfig, role: str) -> str | None:
     """
     if not config.metrics_enabled or not _multiprocess_wanted(role):
         return None
-    path = os.environ.get(exporter.ENV) or exporter.multiprocess_dir(config.metrics_multiproc_dir, role)
-    return path if exporter.enable_multiprocess(path) else None
+    try:
+        path = exporter.inherited_dir(config.metrics_multiproc_dir) or exporter.multiprocess_dir(
+            config.metrics_multiproc_dir, role
+        )
+    except OSError as exc:
+        # A read-only or full base directory: this process records its own samples (single-process mode)
+        # and keeps serving; the metrics port then shows only the serving process's.
+        logger.error(
+            "metrics storage: cannot use the multiprocess directory under %s (%s); this process keeps serving "
+            "with single-process metrics (the scrape shows only the serving process). Point "
+            "METRICS_MULTIPROC_DIR at a writable directory.",
+            config.metrics_multiproc_dir or exporter.default_base(),
+            exc.strerror or exc,
+        )
+        return None
+    if path is None or not exporter.enable_multiprocess(path):
+        return None
+    from . import storage
+
+    storage.compact(path, exporter.alive)
+    return path
 
 
 def build_metrics(
@@ -102,10 +136,10 @@ def build_metrics(
     registry: Any = None,
     identity: ServiceIdentity | None = None,
 ) -> MetricsState | None:
-    """Create the catalogue and the request recorder, instrument auth and cache, and build the collectors.
+    """Create the catalogue, the recorders and the collectors; patches nothing (the integrations do, from
+    ``django_observe.integrations``, and record into what this builds).
 
-    Celery task metrics are wired by ``django_observe.integrations.celery``; the exporter is started by
-    :func:`start_exporter`. Returns None with ``METRICS_ENABLED`` off.
+    The exporter is started by :func:`start_exporter`. Returns None with ``METRICS_ENABLED`` off.
 
     Args:
         role: ``web``, ``worker`` or ``command``; serving processes use multiprocess mode when forked.
@@ -122,15 +156,17 @@ def build_metrics(
     from prometheus_client import REGISTRY
 
     registry = REGISTRY if registry is None else registry
-    from .auth import install_auth_instrumentation
-    from .backends import install_cache_instrumentation
     from .catalogue import build_catalogue
     from .collectors.build_info import BuildInfoCollector
-    from .collectors.celery import CeleryCollector
+    from .genai import LLMMetrics
     from .http import RequestRecorder
 
     catalogue = build_catalogue(
-        config.metrics_namespace, config.metrics_buckets, config.metrics_max_label_values, registry=registry
+        config.metrics_namespace,
+        config.metrics_buckets,
+        config.metrics_max_label_values,
+        registry=registry,
+        directory=path,  # the cardinality budgets are shared by the processes of the group there
     )
     store = None
     if config.otel_enabled and path is not None:
@@ -145,9 +181,6 @@ def build_metrics(
         exemplars=config.otel_enabled,
         exemplar_store=store,
     )
-    install_auth_instrumentation()
-    if config.metrics_cache:
-        install_cache_instrumentation()
     from .collectors.base import ErrorsCollector, ScrapeErrors
     from .collectors.target_info import TargetInfoCollector
 
@@ -158,6 +191,8 @@ def build_metrics(
     ]
     errors = ScrapeErrors()
     if celery_app is not None:
+        from .collectors.celery import CeleryCollector
+
         collectors.append(
             CeleryCollector(
                 celery_app, config.metrics_namespace, errors, cache_seconds=config.metrics_collector_cache_seconds
@@ -165,11 +200,30 @@ def build_metrics(
         )
     if health_runner is not None:
         health_runner.listeners.append(_health_listener(catalogue))
-    state = MetricsState(catalogue, recorder, path, collectors, registry, exemplar_store=store)
+    state = MetricsState(catalogue, recorder, LLMMetrics(catalogue), path, collectors, registry, exemplar_store=store)
     _model_operations(config, state)
     collectors.extend(_infrastructure(config, state, errors, dict(databases or {})))
     collectors.append(ErrorsCollector(_prefix(config.metrics_namespace), errors))
+    if path is not None:
+        from .families import DeclaredFamilies
+        from .storage import StorageCollector
+
+        collectors.append(StorageCollector(config.metrics_namespace, path))
+        # Announced from the first scrape, as the single-process registry does (families.announce).
+        collectors.append(DeclaredFamilies(catalogue.metrics()))
     return state
+
+
+def state_of(metrics: object) -> MetricsState | None:
+    """A runtime's ``metrics`` part (typed by ``runtime.Metrics``) as the :class:`MetricsState` it is; None
+    with metrics off.
+
+    Raises:
+        TypeError: it is something else.
+    """
+    if metrics is not None and not isinstance(metrics, MetricsState):
+        raise TypeError(f"expected a MetricsState, got {type(metrics).__name__}")
+    return metrics
 
 
 def start_exporter(state: MetricsState, config: ObserveConfig, role: str) -> None:
@@ -190,6 +244,12 @@ def start_exporter(state: MetricsState, config: ObserveConfig, role: str) -> Non
         state.multiprocess_path,
         connection_timeout=config.metrics_connection_timeout,
         max_connections=config.metrics_max_connections,
+        # Checked when a connection is accepted, before its request is read (the app checks it again).
+        client_allowed=(
+            exporter.Access.build(None, config.metrics_allowed_ips).client_allowed
+            if config.metrics_allowed_ips
+            else None
+        ),
     )
     state.exporter.start()
 
@@ -199,20 +259,17 @@ def _prefix(namespace: str) -> str:
 
 
 def _infrastructure(config: ObserveConfig, state: MetricsState, errors: Any, databases: dict[str, Any]) -> list[Any]:
-    """The scrape-time collectors the configuration asks for (and the per-process recorders they read)."""
-    from .collectors.active_users import ActiveUsers, ActiveUsersCollector
+    """The scrape-time collectors the configuration asks for (and the per-process recorders they read); each
+    collector's module is imported only when the configuration asks for it."""
     from .collectors.base import Deadline
-    from .collectors.database import DatabaseCollector, PoolRecorder, pool_aliases
-    from .collectors.disk import DiskCollector
-    from .collectors.host import HostCollector
-    from .collectors.process import ProcessesCollector
-    from .collectors.redis import RedisCollector
 
     prefix = _prefix(config.metrics_namespace)
     deadline = Deadline(config.metrics_collector_timeout)
     cache = config.metrics_collector_cache_seconds
     found: list[Any] = []
     if config.metrics_db_connections:
+        from .collectors.database import DatabaseCollector, PoolRecorder, pool_aliases
+
         aliases = pool_aliases(databases)
         if aliases:
             state.pool_recorder = PoolRecorder(config.metrics_namespace, aliases)
@@ -221,10 +278,17 @@ def _infrastructure(config: ObserveConfig, state: MetricsState, errors: Any, dat
         if server_side.aliases:  # PostgreSQL only
             found.append(server_side)
     if config.metrics_redis and config.redis_urls:
+        from .collectors.redis import RedisCollector
+
         found.append(RedisCollector(prefix, errors, deadline, config.redis_urls, cache_seconds=cache))
     if config.metrics_disk and config.metrics_disk_paths:
+        from .collectors.disk import DiskCollector
+
         found.append(DiskCollector(prefix, errors, deadline, config.metrics_disk_paths, cache_seconds=cache))
     if config.metrics_process:
+        from .collectors.host import HostCollector
+        from .collectors.process import ProcessesCollector
+
         found.append(HostCollector(prefix, errors, deadline, cache_seconds=cache))
         if state.multiprocess_path is not None:
             found.append(ProcessesCollector(prefix, errors, deadline, state.multiprocess_path, cache_seconds=cache))
@@ -235,6 +299,8 @@ def _infrastructure(config: ObserveConfig, state: MetricsState, errors: Any, dat
         if aliases:
             found.append(MigrationsCollector(prefix, errors, deadline, aliases))
     if config.metrics_active_users:
+        from .collectors.active_users import ActiveUsers, ActiveUsersCollector
+
         directory = (
             os.path.join(state.multiprocess_path, "active_users") if state.multiprocess_path is not None else None
         )

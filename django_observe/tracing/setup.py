@@ -14,19 +14,24 @@ import dataclasses
 import importlib
 import importlib.util
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ..conf import ObserveConfig
 from ..identity import ServiceIdentity
+from ..llm.content import WithheldTexts
 from .contrib import DjangoInstrumentation, instrumentation
+from .mismatch import MismatchWords
 from .server import ServerSpans
 
 __all__ = [
     "TracingState",
     "build_provider",
     "configure_tracing",
+    "describe",
     "flush",
     "instrument_libraries",
+    "otlp_span_exporter",
     "redact_exporters",
     "require_packages",
     "server_spans",
@@ -35,21 +40,35 @@ __all__ = [
 logger = logging.getLogger("django_observe.tracing")
 
 FLUSH_SECONDS = 5.0
+# Each logger an export problem is written to, by its exact name: a filter on a parent logger never sees the
+# records of its children (logging applies a logger's filters only to what is logged on it), so the log and
+# metric exporters' loggers are listed themselves.
 EXPORT_LOGGERS = (
     "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.http._log_exporter",
+    "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+    "opentelemetry.exporter.otlp.proto.http._common",
     "opentelemetry.exporter.otlp.proto.grpc.exporter",
     "opentelemetry.exporter.otlp.proto.http",
     "opentelemetry.sdk.trace.export",
     "opentelemetry.sdk._shared_internal",
+    "opentelemetry.sdk._logs._internal.export",
+    "opentelemetry.sdk.metrics._internal.export",
 )
 
 
-class _Once(logging.Filter):
-    """Lets the first record of a logger through; an unreachable collector is reported once, not per batch."""
+# The loggers OpenTelemetry writes a warning to for every bad entry of an incoming ``baggage`` header: one
+# anonymous 1.5 KB header made 181 lines.
+BAGGAGE_LOGGERS = ("opentelemetry.baggage.propagation", "opentelemetry.baggage")
 
-    def __init__(self) -> None:
+
+class _Once(logging.Filter):
+    """Lets the first warning of a logger through; an unreachable collector is reported once, not per batch."""
+
+    def __init__(self, what: str = "tracing export problems") -> None:
         super().__init__()
         self.seen = False
+        self.what = what
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
@@ -57,8 +76,21 @@ class _Once(logging.Filter):
         if self.seen:
             return False
         self.seen = True
-        record.msg = f"{record.msg} (tracing export problems are reported once per process)"
+        record.msg = f"{record.msg} ({self.what} are reported once per process)"
         return True
+
+
+def _report_once() -> None:
+    """Export and baggage problems: one line per logger and process (idempotent)."""
+    for name in EXPORT_LOGGERS:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, _Once) for f in target.filters):
+            target.addFilter(MismatchWords())  # before _Once, which appends its note
+            target.addFilter(_Once())
+    for name in BAGGAGE_LOGGERS:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, _Once) for f in target.filters):
+            target.addFilter(_Once("malformed baggage headers"))
 
 
 def _installed(module: str) -> bool:
@@ -109,15 +141,20 @@ def _exporter(config: ObserveConfig) -> Any:
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
         return ConsoleSpanExporter()
+    return otlp_span_exporter(config)
+
+
+def otlp_span_exporter(config: ObserveConfig, timeout: float | None = None) -> Any:
+    """The OTLP span exporter of ``config``'s endpoint and protocol (``timeout``: seconds, default the SDK's)."""
     endpoint = config.otel_exporter_otlp_endpoint
     if config.otel_exporter_otlp_protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
-        return GrpcExporter(endpoint=endpoint or "http://localhost:4317")
+        return GrpcExporter(endpoint=endpoint or "http://localhost:4317", timeout=timeout)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     # The endpoint setting is a base URL, as in the OTLP spec; the HTTP exporter wants the full path.
-    return OTLPSpanExporter(endpoint=(endpoint or "http://localhost:4318").rstrip("/") + "/v1/traces")
+    return OTLPSpanExporter(endpoint=(endpoint or "http://localhost:4318").rstrip("/") + "/v1/traces", timeout=timeout)
 
 
 @dataclasses.dataclass
@@ -134,11 +171,21 @@ class TracingState:
     config: ObserveConfig
     provider: Any = None
     identity: ServiceIdentity | None = None
+    announce: bool = False
+    withheld: WithheldTexts | None = None
+    on_drop: Callable[[int], None] | None = None
+
+    def announce_once(self) -> None:
+        """Log the ``tracing enabled`` line (serving processes and workers, once, after logging is set up)."""
+        global _announced
+        if self.announce and not _announced:
+            _announced = True
+            logger.info(describe(self.config))
 
     def ensure_provider(self) -> Any:
         """The provider, built on first use (Celery children and solo pools build it here)."""
         if self.provider is None:
-            self.provider = build_provider(self.config, self.identity)
+            self.provider = build_provider(self.config, self.identity, self.withheld, self.on_drop)
         return self.provider
 
     def flush(self) -> None:
@@ -146,11 +193,18 @@ class TracingState:
         flush(self.provider)
 
 
-def build_provider(config: ObserveConfig, identity: ServiceIdentity | None = None) -> Any:
+def build_provider(
+    config: ObserveConfig,
+    identity: ServiceIdentity | None = None,
+    withheld: WithheldTexts | None = None,
+    on_drop: Callable[[int], None] | None = None,
+) -> Any:
     """Create and install the global TracerProvider, or return the SDK provider already installed.
 
     OpenTelemetry accepts one global provider per process; a rebuilt runtime keeps it. Its resource is the
     service identity (with this process's ``service.instance.id``), the same as the logs' and metrics'.
+    ``withheld``: the LLM error texts the exporter keeps off spans (content capture off). The OTLP exporter sits
+    behind the dead-collector breaker (``django_observe.breaker``); ``on_drop`` counts the spans it drops.
     """
     from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource
@@ -159,26 +213,42 @@ def build_provider(config: ObserveConfig, identity: ServiceIdentity | None = Non
 
     existing = trace.get_tracer_provider()
     if isinstance(existing, TracerProvider):
-        redact_exporters(existing, config.log_redact_keys + config.secret_key_names)
+        redact_exporters(existing, config.log_redact_keys + config.secret_key_names + config.log_redact_paths, withheld)
+        _report_once()
         return existing
     identity = identity or ServiceIdentity.from_config(config)
     resource = Resource.create(identity.resource_attributes())
     provider = TracerProvider(resource=resource, sampler=_sampler(config))
     if config.otel_traces_exporter != "none":
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        from ..breaker import ExportBreaker
         from .redaction import RedactingSpanExporter
 
-        provider.add_span_processor(
-            BatchSpanProcessor(
-                RedactingSpanExporter(_exporter(config), config.log_redact_keys + config.secret_key_names)
-            )
+        where = config.otel_exporter_otlp_endpoint or "the OTLP collector"
+        exporter: Any = RedactingSpanExporter(
+            _exporter(config),
+            config.log_redact_keys + config.secret_key_names + config.log_redact_paths,
+            where=where,
+            withheld=withheld,
         )
+        if config.otel_traces_exporter == "otlp":
+            # Outermost: a batch dropped while the collector is down costs neither redaction nor a request.
+            exporter = ExportBreaker(
+                exporter,
+                what="spans",
+                where=where,
+                failure=SpanExportResult.FAILURE,
+                succeeded=lambda result: result == SpanExportResult.SUCCESS,
+                on_drop=on_drop,
+            )
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
-    for name in EXPORT_LOGGERS:
-        logging.getLogger(name).addFilter(_Once())
+    _report_once()
     return provider
 
 
-def redact_exporters(provider: Any, secret_keys: tuple[str, ...]) -> int:
+def redact_exporters(provider: Any, secret_keys: tuple[str, ...], withheld: WithheldTexts | None = None) -> int:
     """Wrap the exporters of a provider someone else built (``opentelemetry-instrument``) in redaction.
 
     The SDK has no public way to reach a batch processor's exporter; this reads its private attribute and
@@ -187,6 +257,7 @@ def redact_exporters(provider: Any, secret_keys: tuple[str, ...]) -> int:
     Returns:
         How many exporters are now wrapped.
     """
+    from ..breaker import ExportBreaker
     from .redaction import RedactingSpanExporter
 
     wrapped = 0
@@ -196,10 +267,13 @@ def redact_exporters(provider: Any, secret_keys: tuple[str, ...]) -> int:
         if hasattr(processor, "_batch_processor"):  # BatchSpanProcessor
             holder, name = processor._batch_processor, "_exporter"
         exporter = getattr(holder, name, None)
+        if isinstance(exporter, ExportBreaker):  # ours (build_provider): redaction is behind it
+            holder, name, exporter = exporter, "exporter", exporter.exporter
         if isinstance(exporter, RedactingSpanExporter):
+            exporter.withheld = withheld  # a rebuilt runtime's
             wrapped += 1
         elif exporter is not None and hasattr(exporter, "export"):
-            setattr(holder, name, RedactingSpanExporter(exporter, secret_keys))
+            setattr(holder, name, RedactingSpanExporter(exporter, secret_keys, withheld=withheld))
             wrapped += 1
     return wrapped
 
@@ -210,7 +284,12 @@ def flush(provider: Any) -> None:
         provider.force_flush(int(FLUSH_SECONDS * 1000))
 
 
-def _describe(config: ObserveConfig) -> str:
+_announced = False
+
+
+def describe(config: ObserveConfig) -> str:
+    """The ``tracing enabled`` start-up line: the effective exporter settings and where each came from."""
+
     def src(field: str) -> str:
         return config.sources.get(field, "default")
 
@@ -234,22 +313,52 @@ _INSTRUMENTORS = (
     ("sqlite3", "opentelemetry.instrumentation.sqlite3", "SQLite3Instrumentor"),
     ("requests", "opentelemetry.instrumentation.requests", "RequestsInstrumentor"),
     ("httpx", "opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
-    # GenAI spans of the openai SDK (opentelemetry-instrumentation-openai-v2); llm_call opens none for them.
-    ("openai", "opentelemetry.instrumentation.openai_v2", "OpenAIInstrumentor"),
+    # GenAI spans of the openai and anthropic SDKs (opentelemetry-instrumentation-genai-*, the `genai` extra);
+    # llm_call opens none for them, and tracing.genai_cost.CostHook puts the cost on theirs.
+    ("openai", "opentelemetry.instrumentation.genai.openai", "OpenAIInstrumentor"),
+    ("anthropic", "opentelemetry.instrumentation.genai.anthropic", "AnthropicInstrumentor"),
 )
+_GENAI_MODULES = frozenset(module for library, module, _ in _INSTRUMENTORS if library in ("openai", "anthropic"))
+
+
+def _instrument_kwargs(module: str) -> dict[str, Any]:
+    if module not in _GENAI_MODULES:
+        return {}
+    from opentelemetry.util.genai.completion_hook import load_completion_hook
+
+    from .genai_cost import CostHook
+
+    return {"completion_hook": CostHook(load_completion_hook())}
 
 
 def instrument_libraries() -> None:
-    """The client instrumentors of the installed libraries (once: the instrumentors remember it)."""
+    """The client instrumentors of the libraries the project uses: each one when its library is imported (at
+    once for a library imported already), never because the library is merely installed; an instrumentor
+    module imports its library, so importing it earlier would load, say, the openai SDK into every process.
+    Once per library: the instrumentors remember it."""
     for library, module, cls in _INSTRUMENTORS:
-        if _installed(library) and _installed(module):
-            try:
-                instrumentor = getattr(importlib.import_module(module), cls)()
-            except ImportError as exc:  # an instrumentation whose own dependencies do not match
-                logger.warning("%s cannot be imported, %s calls are not traced: %s", module, library, exc)
-                continue
-            if not instrumentor.is_instrumented_by_opentelemetry:
-                instrumentor.instrument()
+        if (library, module) in _hooked or not _installed(module):
+            continue
+        _hooked.add((library, module))
+        from wrapt import register_post_import_hook  # opentelemetry-instrumentation's own dependency
+
+        register_post_import_hook(_instrumenting(library, module, cls), library)
+
+
+_hooked: set[tuple[str, str]] = set()
+
+
+def _instrumenting(library: str, module: str, cls: str) -> Any:
+    def instrument(_imported: Any) -> None:
+        try:
+            instrumentor = getattr(importlib.import_module(module), cls)()
+        except ImportError as exc:  # an instrumentation whose own dependencies do not match
+            logger.warning("%s cannot be imported, %s calls are not traced: %s", module, library, exc)
+            return
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument(**_instrument_kwargs(module))
+
+    return instrument
 
 
 def require_packages() -> None:
@@ -301,14 +410,19 @@ def server_spans(config: ObserveConfig, contrib: DjangoInstrumentation | None = 
         request_headers=config.otel_instrumentation_http_capture_headers_server_request,
         response_headers=config.otel_instrumentation_http_capture_headers_server_response,
         sanitize_headers=config.otel_instrumentation_http_capture_headers_sanitize_fields,
-        secret_keys=config.log_redact_keys + config.secret_key_names,
+        secret_keys=config.log_redact_keys + config.secret_key_names + config.log_redact_paths,
         request_hooks=request_hooks,
         response_hooks=response_hooks,
     )
 
 
 def configure_tracing(
-    config: ObserveConfig, *, role: str, identity: ServiceIdentity | None = None
+    config: ObserveConfig,
+    *,
+    role: str,
+    identity: ServiceIdentity | None = None,
+    withheld: WithheldTexts | None = None,
+    on_drop: Callable[[int], None] | None = None,
 ) -> TracingState | None:
     """Instrument and (except in a Celery worker's main process) build the provider. None when disabled.
 
@@ -321,9 +435,14 @@ def configure_tracing(
     if not config.otel_enabled:
         return None
     require_packages()
-    state = TracingState(spans=server_spans(config, instrumentation()), config=config, identity=identity)
+    state = TracingState(
+        spans=server_spans(config, instrumentation()),
+        config=config,
+        identity=identity,
+        withheld=withheld,
+        on_drop=on_drop,
+    )
     if role != "worker":
         state.ensure_provider()
-    if role in ("web", "worker"):
-        logger.info(_describe(config))
+    state.announce = role in ("web", "worker")
     return state

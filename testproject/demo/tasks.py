@@ -119,3 +119,11 @@ def echo_hostile(task: dict) -> dict:
     if task.get("fail"):
         raise CallFailed(f"call failed: {task['fail']}")
     return task
+
+
+@shared_task
+def llm_direct(provider: str, stream: bool) -> int:
+    """An LLM call through the SDK itself in a worker (tests/integration/test_llm_e2e.py)."""
+    from . import llm
+
+    return len(llm.direct_call(provider, stream))

@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from django_observe import retrieval
 from django_observe.metrics import authorization
 from django_observe.tracing import get_tracer
 
@@ -89,14 +90,17 @@ def _answer(request: HttpRequest, user, text: str, agent_name: object, url: str,
     with tracer.start_as_current_span("db.get_session"):
         session, _ = ChatSession.objects.get_or_create(user=user, agent=agent)
     with tracer.start_as_current_span("knowledge.search") as span:
-        words = [w for w in text.split() if len(w) > 3][:3]
-        found = list(Message.objects.filter(user=user, text__icontains=words[0])[:3]) if words else []
+        # The seed's pgvector.similarity_search, as a GenAI retrieval (a text match stands in for the vectors).
+        with retrieval("pgvector", name="pgvector.similarity_search", top_k=3) as search:
+            words = [w for w in text.split() if len(w) > 3][:3]
+            found = list(Message.objects.filter(user=user, text__icontains=words[0])[:3]) if words else []
+            search.record(documents=len(found), query=text)
         span.set_attribute("knowledge.results", len(found))
     messages = [{"role": "system", "content": agent.instructions}]
     messages += [{"role": "system", "content": f"Earlier: {m.text[:200]}"} for m in found]
     messages.append({"role": "user", "content": text})
     with tracer.start_as_current_span("llm.chat_completion"):
-        reply, input_tokens, output_tokens = llm.chat_completion(url, agent.model, messages)
+        reply, input_tokens, output_tokens = llm.run_agent(url, agent, messages)
     with tracer.start_as_current_span("db.save_message"):
         message = Message.objects.create(user=user, text=text, reply=reply[:4000], processed=True)
     with tracer.start_as_current_span("billing.record_usage"):
@@ -227,16 +231,32 @@ def crash(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 def enqueue(request: HttpRequest) -> JsonResponse:
-    """Publish ``process_message``-like work without auth: a task and its child (correlation tests)."""
-    from .tasks import add, chain_parent, lookups
+    """Publish ``process_message``-like work without auth: a task and its child (correlation tests); ``?fail=1``
+    publishes the ``fail`` task."""
+    from .tasks import add, chain_parent, fail, lookups
 
-    if request.GET.get("chain"):
+    if request.GET.get("fail"):
+        result = fail.delay("planned failure")
+    elif request.GET.get("chain"):
         result = chain_parent.delay(_marker(request))
     elif request.GET.get("lookups"):
         result = lookups.delay(min(int(request.GET["lookups"]), 200))
     else:
         result = add.delay(1, 2)
     return JsonResponse({"task_id": result.id}, status=202)
+
+
+@require_GET
+def llm_direct(request: HttpRequest) -> JsonResponse:
+    """One LLM call through the SDK itself (``?provider=openai|anthropic&stream=1``; ``&task=1``: in a Celery
+    task instead), nothing of django_observe around it."""
+    from .tasks import llm_direct as task
+
+    provider = "anthropic" if request.GET.get("provider") == "anthropic" else "openai"
+    stream = request.GET.get("stream") == "1"
+    if request.GET.get("task"):
+        return JsonResponse({"task_id": task.delay(provider, stream).id}, status=202)
+    return JsonResponse({"reply": llm.direct_call(provider, stream)})
 
 
 @require_GET
@@ -247,6 +267,21 @@ def enqueue_django_task(request: HttpRequest) -> JsonResponse:
     task = broken_report if request.GET.get("fail") else count_users
     result = task.enqueue(request.GET.get("label", "x")[:50])
     return JsonResponse({"task_id": str(result.id)}, status=202)
+
+
+@require_GET
+def enqueue_rq_job(request: HttpRequest) -> JsonResponse:
+    """Enqueue an RQ job with django-rq (``?fail=1``: one that raises, on the ``reports`` queue)."""
+    import django_rq
+
+    from .jobs import broken_report, count_users
+
+    label = request.GET.get("label", "x")[:50]
+    if request.GET.get("fail"):
+        job = django_rq.get_queue("reports").enqueue(broken_report, label)
+    else:
+        job = django_rq.enqueue(count_users, label)
+    return JsonResponse({"job_id": job.id}, status=202)
 
 
 # --- outbound calls (propagation tests). Only loopback targets: these views must not become an SSRF.
@@ -312,7 +347,9 @@ def _hostile_body(request: HttpRequest) -> dict:
 def hostile(request: HttpRequest) -> JsonResponse:
     """Logs the query (as message arguments and in ``extra``), the JSON body, headers, cookies and an object;
     ``?dsn=`` logs an exception naming it, ``?url=`` calls that loopback URL, a body ``task`` enqueues
-    ``echo_hostile`` with the body's ``task_headers`` as message headers."""
+    ``echo_hostile`` with the body's ``task_headers`` as message headers, a body ``lookup`` is looked up as a
+    user name (a SQL parameter), a body ``ask`` is sent to the model as the prompt (its failure logged with its
+    traceback). Neither is logged itself: only the body's ``payload`` is, when there is one."""
     params = request.GET.dict()
     body = _hostile_body(request)
     logger.warning("args %s", params)
@@ -333,6 +370,15 @@ def hostile(request: HttpRequest) -> JsonResponse:
     url = loopback_url(params.get("url"))
     if url is not None:
         call_outbound(url, params.get("client") if params.get("client") in OUTBOUND_CLIENTS else "requests")
+    if isinstance(body.get("lookup"), str):
+        from django.contrib.auth.models import User
+
+        User.objects.filter(username=body["lookup"]).exists()
+    if isinstance(body.get("ask"), str):
+        try:
+            llm.ask(body["ask"])
+        except Exception:
+            logger.exception("model call failed")
     task = body.get("task")
     if isinstance(task, dict):
         from .tasks import echo_hostile
@@ -343,7 +389,12 @@ def hostile(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"logged": sorted(params)})
 
 
-@require_GET
+@csrf_exempt
 def hostile_crash(request: HttpRequest) -> JsonResponse:
-    """Crashes on purpose (500) with the query in the exception message."""
+    """Crashes on purpose (500) with the query in the exception message; a POSTed body ``ask`` is sent to the
+    model as the prompt and its failure is not caught (the request fails with the SDK's exception)."""
+    if request.method == "POST":
+        prompt = _hostile_body(request).get("ask")
+        if isinstance(prompt, str):
+            llm.ask(prompt)
     raise RuntimeError(f"crash while calling {request.GET.get('dsn', '')} with {request.GET.dict()}")

@@ -35,6 +35,19 @@ def test_public_error_has_no_secret_and_no_host(observe, accept):
     assert "10.0.0.5" in authorized  # hosts are for authorized callers
 
 
+def test_anonymous_health_json_shows_statuses_not_observed_values(observe):
+    """#34 finding 14: application/health+json follows the JSON body's rule for anonymous callers."""
+    observe(HEALTH_TOKEN=TOKEN, HEALTH_CHECKS=["tests.checks.AlwaysFails"])  # besides the defaults (disk, ...)
+    accept = {"HTTP_ACCEPT": "application/health+json"}
+    anonymous = Client().get("/health", **accept).json()
+    items = [item for items in anonymous["checks"].values() for item in items]
+    assert items and all(set(item) == {"componentId", "componentType", "status"} for item in items), anonymous
+    authorized = Client().get("/health", **accept, **AUTH).json()
+    observed = [item for items in authorized["checks"].values() for item in items]
+    assert all("observedValue" in item and "time" in item for item in observed), authorized
+    assert any(item["observedUnit"] == "percent" for item in observed), authorized
+
+
 def test_detail_endpoint_redacts_too(observe):
     _leaky(observe)
     for extra in ({}, AUTH):

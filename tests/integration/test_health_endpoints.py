@@ -17,8 +17,9 @@ def test_healthz_touches_nothing(client):
     assert response["Cache-Control"] == "no-store"
 
 
-def test_readyz_runs_only_critical_checks(client):
-    response = client.get("/readyz")
+def test_readyz_runs_only_critical_checks(client, observe):
+    observe(HEALTH_TOKEN="tok")  # the checks' details are for authorized callers (anonymous: statuses only)
+    response = client.get("/readyz", HTTP_AUTHORIZATION="Bearer tok")
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["status"] == "healthy"
@@ -27,8 +28,9 @@ def test_readyz_runs_only_critical_checks(client):
     assert "disk" not in body["checks"]
 
 
-def test_health_seed_shape(client):
-    body = client.get("/health").json()
+def test_health_seed_shape(client, observe):
+    observe(HEALTH_TOKEN="tok")
+    body = client.get("/health", HTTP_AUTHORIZATION="Bearer tok").json()
     assert body["status"] in {"healthy", "degraded"}
     assert body["version"] == "1.0.0"
     assert body["uptime"].count(" ") == 2 and body["uptime"].endswith("m")
@@ -41,17 +43,25 @@ def test_health_seed_shape(client):
         assert isinstance(entry["critical"], bool)
 
 
+def test_anonymous_callers_get_each_checks_status_only(client):
+    body = client.get("/health").json()
+    assert body["checks"] and all(set(entry) == {"status"} for entry in body["checks"].values()), body
+
+
 def test_api_mount_serves_the_seed_path(client):
     assert client.get("/api/health").status_code == 200
 
 
-def test_health_json_format(client):
-    response = client.get("/health", HTTP_ACCEPT="application/health+json")
+def test_health_json_format(observe, client):
+    observe(HEALTH_TOKEN="tok")
+    response = client.get("/health", HTTP_ACCEPT="application/health+json", HTTP_AUTHORIZATION="Bearer tok")
     assert response["Content-Type"] == "application/health+json"
     body = json.loads(response.content)
     assert body["status"] in {"pass", "warn"}
     assert body["checks"]["database:responseTime"][0]["componentId"] == "default"
-    assert body["checks"]["database:responseTime"][0]["observedUnit"] == "ms"
+    assert body["checks"]["database:responseTime"][0]["observedUnit"] == "ms"  # for authorized callers
+    anonymous = client.get("/health", HTTP_ACCEPT="application/health+json").json()
+    assert "observedUnit" not in anonymous["checks"]["database:responseTime"][0]
 
 
 def test_single_check_and_unknown_id(observe, client):

@@ -153,13 +153,11 @@ def test_infrastructure_and_business_metrics(tmp_path):
                 finally:
                     worker.stop()
 
-                # The dependency goes away: the scrape still answers, quickly, and reports the error.
+                # The dependency goes away: the scrape still answers and reports the error (the collector's
+                # deadline, not this test's clock, bounds a hung read: tests/unit/test_infra_metrics.py).
                 broker.stop()
                 past_the_cache()
-                started = time.monotonic()
                 down = sm.scrape(web_port)
-                print(f"scrape with Redis down: {(time.monotonic() - started) * 1000:.0f} ms")
-                assert time.monotonic() - started < 5
                 assert sm.value(down, "metrics_collector_errors_total", collector="redis") >= 1
                 assert not sm.value(down, "redis_memory_used_bytes", redis=name)
                 assert sm.value(down, "db_server_connections", alias="default") > 0  # the others carry on

@@ -33,27 +33,45 @@ def worker_pids(master_pid):
     return [int(pid) for pid in out.split()]
 
 
+def pings_per_worker(env) -> dict[int, float]:
+    """How many /api/ping requests each process counted, from its own multiprocess file."""
+    return sm.per_process(
+        env["METRICS_MULTIPROC_DIR"], "http_server_request_duration_seconds_count", route="api/ping", method="GET"
+    )
+
+
 def test_counts_are_exact_across_gunicorn_workers_and_survive_a_worker_kill(tmp_path):
     env = metrics_env(tmp_path)
     port = int(env["METRICS_PORT"])
     with support.gunicorn(env, tmp_path / "web.log", workers=3) as server:
         support.wait_for_port("127.0.0.1", port, 20)
-        plan = [support_load.Request("GET", "/api/ping")] * 90
-        assert {r.status for r in support_load.send_all(server.port, plan, concurrency=6)} == {200}
-        for _ in range(5):  # every scrape, whichever worker serves it, sees all 90
-            assert ping_count(port) == 90
+        # The exact total proves the merge only if more than one worker counted: send batches (each request on a
+        # new connection; sync workers do not keep it alive) until at least two workers served, at most 20.
+        batch, sent, served = [support_load.Request("GET", "/api/ping")] * 30, 0, {}
+        for _ in range(20):
+            assert {r.status for r in support_load.send_all(server.port, batch, concurrency=6)} == {200}
+            sent += len(batch)
+            served = pings_per_worker(env)
+            if sent >= 90 and len(served) >= 2:
+                break
+        assert len(served) >= 2, f"all {sent} requests reached one worker ({served}): the count proves no merge"
+        assert sum(served.values()) == sent
+        for _ in range(5):  # every scrape, whichever worker serves it, sees all of them
+            assert ping_count(port) == sent
         pids = worker_pids(server.proc.pid)
         assert len(pids) == 3
-        os.kill(pids[0], signal.SIGKILL)
+        assert set(served) <= set(pids)
+        victim = max(served, key=served.get)  # a worker whose counts must survive it
+        os.kill(victim, signal.SIGKILL)
         support.wait_until(
-            lambda: len(set(worker_pids(server.proc.pid)) - {pids[0]}) == 3,
+            lambda: len(set(worker_pids(server.proc.pid)) - {victim}) == 3,
             timeout=20,
             message="gunicorn replaced the worker",
         )
         support.wait_until(lambda: support.port_open("127.0.0.1", port), timeout=20, message="exporter back")
-        assert ping_count(port) == 90  # the dead worker's samples are kept: counters stay monotonic
-        assert {r.status for r in support_load.send_all(server.port, plan[:30], concurrency=3)} == {200}
-        assert ping_count(port) == 120
+        assert ping_count(port) == sent  # the dead worker's samples are kept: counters stay monotonic
+        assert {r.status for r in support_load.send_all(server.port, batch, concurrency=3)} == {200}
+        assert ping_count(port) == sent + len(batch)
         samples = sm.scrape(port)
         assert sm.value(samples, "http_server_active_requests") == 0
         assert "build_info" in sm.names(samples)
@@ -81,14 +99,29 @@ def test_unknown_methods_and_random_paths_keep_series_bounded(client):
 def test_commands_start_no_exporter(tmp_path):
     env = metrics_env(tmp_path)
     port = int(env["METRICS_PORT"])
+    # The command's code runs after django.setup() (where a server process starts its exporter): its line is
+    # the positive event after which the port's absence means something. It then waits for its stdin to close.
+    code = (
+        "from django_observe.runtime import get_runtime\n"
+        "print('set up; exporter:', get_runtime().metrics.exporter, flush=True)\n"
+        "import sys; sys.stdin.read()"
+    )
     proc = subprocess.Popen(
-        [support.PYTHON, "manage.py", "shell", "-c", "import time; time.sleep(4)"], cwd=support.ROOT, env=env
+        [support.PYTHON, "manage.py", "shell", "-c", code],
+        cwd=support.ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
-        time.sleep(2.5)
+        line = next((line for line in proc.stdout if line.startswith("set up;")), "the command exited first")
+        assert line.strip() == "set up; exporter: None"
         assert not support.port_open("127.0.0.1", port)
     finally:
+        proc.stdin.close()
         proc.wait(timeout=30)
+        proc.stdout.close()
     result = support.manage("migrate", "-v0", env=env)
     assert result.returncode == 0
     from django_observe.runtime import get_runtime
@@ -130,7 +163,9 @@ def test_metrics_port_and_view_protection(tmp_path):
     env = metrics_env(tmp_path, METRICS_ALLOWED_IPS="10.0.0.0/8")
     with support.gunicorn(env, tmp_path / "web2.log", workers=1):
         support.wait_for_port("127.0.0.1", int(env["METRICS_PORT"]), 20)
-        assert requests.get(f"http://127.0.0.1:{env['METRICS_PORT']}/metrics", timeout=5).status_code == 403
+        # Off the list: disconnected when accepted, before anything is read or answered (docs/metrics.md).
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{env['METRICS_PORT']}/metrics", timeout=5)
 
 
 def test_metrics_view_is_off_by_default(client):
@@ -247,3 +282,32 @@ def test_prometheus_scrapes_both_ports_and_the_seed_promql_answers(tmp_path):
             missing = used - promql.recorded_names() - promql.POSTGRES_POOL_NAMES - promql.BEAT_NAMES - exposed
             missing -= promql.GENAI_NAMES
             assert not missing, f"queries use metrics nobody exposes: {sorted(missing)}"
+
+
+FIRST_SCRAPE_FAMILIES = {
+    "http_server_request_duration_seconds": "histogram",
+    "http_server_exceptions_total": "counter",
+    "http_server_active_requests": "gauge",
+    "health_check_status": "gauge",
+    "health_check_duration_seconds": "gauge",
+}
+
+
+@pytest.mark.parametrize("server", ["gunicorn", "uvicorn"])
+def test_the_first_scrape_announces_the_request_and_health_families(tmp_path, server):
+    # gunicorn with 2 workers: multiprocess mode, where prometheus_client alone reports only the families some
+    # process has a sample of; uvicorn without --workers: single-process mode. No request, no probe before it.
+    env = metrics_env(tmp_path)
+    port = int(env["METRICS_PORT"])
+    start = support.gunicorn(env, tmp_path / "web.log", workers=2) if server == "gunicorn" else None
+    start = start or support.uvicorn(env, tmp_path / "web.log")
+    with start:
+        support.wait_for_port("127.0.0.1", port, 20)
+        response = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        response.raise_for_status()
+        text = "\n" + response.text
+        for name, kind in FIRST_SCRAPE_FAMILIES.items():
+            assert text.count(f"\n# HELP {name} ") == 1, f"{name} not announced once:\n{text[:3000]}"
+            assert text.count(f"\n# TYPE {name} {kind}\n") == 1, f"{name} not announced once"
+        assert "\nhttp_server_active_requests 0.0\n" in text
+        assert "\nhttp_server_request_duration_seconds_count{" not in text  # no request was counted

@@ -146,8 +146,8 @@ def test_n_plus_one_request_is_flagged_in_its_log_line_and_in_metrics(stack):
         lambda: [line for line in lines_of(bad_id) if line["logger"] == "django_observe.request"], message="request"
     )
     request_line = bad_lines[0]
-    assert request_line["db_queries"] >= 15
-    assert isinstance(request_line["db_ms"], float) and request_line["db_ms"] >= 0
+    assert request_line["db_queries"] == 15  # the view's fifteen lookups, nothing else
+    assert isinstance(request_line["db_ms"], float) and request_line["db_ms"] > 0  # time spent in them
     warning = [line for line in lines_of(bad_id) if line["message"] == "repeated_query"]
     assert len(warning) == 1, lines_of(bad_id)
     assert warning[0]["level"] == "WARNING"
@@ -157,7 +157,7 @@ def test_n_plus_one_request_is_flagged_in_its_log_line_and_in_metrics(stack):
     good_request = support.wait_until(
         lambda: [line for line in lines_of(good_id) if line["logger"] == "django_observe.request"], message="request"
     )[0]
-    assert 3 <= good_request["db_queries"] < 10
+    assert good_request["db_queries"] == 3 and good_request["db_ms"] > 0
     assert not [line for line in lines_of(good_id) if line["message"] == "repeated_query"]
 
     after = support_metrics.scrape(web_port)
@@ -167,7 +167,7 @@ def test_n_plus_one_request_is_flagged_in_its_log_line_and_in_metrics(stack):
     counted = "http_server_request_db_queries_count"
     assert support_metrics.value(after, counted, **route) - support_metrics.value(before, counted, **route) == 2
     summed = "http_server_request_db_queries_sum"
-    assert support_metrics.value(after, summed, **route) - support_metrics.value(before, summed, **route) >= 18
+    assert support_metrics.value(after, summed, **route) - support_metrics.value(before, summed, **route) == 15 + 3
 
 
 def test_task_log_lines_carry_their_database_cost(stack):
@@ -181,7 +181,7 @@ def test_task_log_lines_carry_their_database_cost(stack):
     done = support.wait_until(
         lambda: [line for line in task_lines() if line["message"] == "task_succeeded"], message="task_succeeded"
     )[0]
-    assert done["db_queries"] >= 12 and done["db_ms"] >= 0
+    assert done["db_queries"] == 12 and done["db_ms"] > 0  # the task's twelve lookups
     warning = [line for line in task_lines() if line["message"] == "repeated_query"]
     assert len(warning) == 1 and warning[0]["repeats"] == 12
     assert warning[0]["correlation_id"] == response.headers["X-Correlation-ID"]
@@ -196,9 +196,17 @@ def test_without_tracing_no_exemplars_are_kept(tmp_path):
         support.wait_for_port("127.0.0.1", port, 30)
         for _ in range(10):
             assert requests.get(web.url + "/api/ping", timeout=10).status_code == 200
-        request_lines = [line for line in json_lines(web.output()) if line["logger"] == "django_observe.request"]
-        assert request_lines and all(line["db_queries"] >= 0 for line in request_lines)
-        time.sleep(1)  # longer than the exemplar flush delay
+        request_lines = support.wait_until(
+            lambda: (
+                [line for line in json_lines(web.output()) if line["logger"] == "django_observe.request"][9:]
+                and [line for line in json_lines(web.output()) if line["logger"] == "django_observe.request"]
+            ),
+            message="the ten request lines",
+        )
+        # The cause, seen on every request: no trace ID, so nothing was handed to the exemplar store (which
+        # only writes what a traced request recorded); the files' absence below follows from it, not from a sleep.
+        assert len(request_lines) == 10 and not [line for line in request_lines if "trace_id" in line]
+        assert all(line["db_queries"] == 0 and line["db_ms"] == 0 for line in request_lines)  # ping runs no SQL
         text = requests.get(f"http://127.0.0.1:{port}/metrics", headers=OPENMETRICS, timeout=10).text
         samples = support_metrics.scrape(port)
     assert support_metrics.value(samples, "http_server_request_duration_seconds_count", route="api/ping") == 10

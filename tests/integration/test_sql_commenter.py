@@ -42,7 +42,7 @@ def test_statements_carry_traceparent_route_and_framework(tmp_path):
                     target=lambda: result.update(r=requests.get(web.url + "/api/db-sleep?ms=2000", timeout=20))
                 )
                 call.start()
-                seen = support.wait_until(lambda: running_statements(dbname), timeout=10, message="pg_sleep running")
+                seen = support.wait_until(lambda: running_statements(dbname), timeout=30, message="pg_sleep running")
                 call.join()
                 assert result["r"].status_code == 200, web.output()[-2000:]
                 spans = support.wait_until(

@@ -1,8 +1,10 @@
 """Tracing verified over real OTLP: gunicorn (2 workers), a Celery prefork worker on Redis, PostgreSQL."""
 
+import collections
 import json
+import socket
 import subprocess
-import time
+import threading
 
 import pytest
 import requests
@@ -135,8 +137,12 @@ def test_client_errors_are_not_span_errors_and_health_is_not_traced(stack):
     for path in ("/healthz", "/readyz", "/health", "/health/database"):
         requests.get(web.url + path, timeout=10)
     assert requests.get(web.url + "/api/crash", headers={"X-Correlation-ID": "req_500"}, timeout=10).status_code == 500
+    # Both server spans awaited: the two requests may be served by different workers, which export apart.
     spans = wait_for(
-        receiver, lambda spans: [s for s in spans if s.attributes.get("correlation_id") == "req_500"] and spans
+        receiver,
+        lambda spans: (
+            {"req_404", "req_500"} <= {s.attributes.get("correlation_id") for s in spans if s.kind == SERVER} and spans
+        ),
     )
     not_found = next(s for s in spans if s.attributes.get("correlation_id") == "req_404" and s.kind == SERVER)
     assert not_found.name == "GET api/messages/<int:message_id>"
@@ -148,12 +154,13 @@ def test_client_errors_are_not_span_errors_and_health_is_not_traced(stack):
 
 def test_a_recycled_worker_loses_no_span(tmp_path):
     with support_otlp.HttpReceiver() as receiver:
-        # Default batch delay (5 s): only the flush on process exit gets the spans out in time.
+        # A batch delay longer than the test: only the flush on each recycled child's exit gets spans out.
         env = support.sqlite_env(
             tmp_path,
             REDIS_URL=support.redis_url(13),
             OTEL_ENABLED="true",
             OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            OTEL_BSP_SCHEDULE_DELAY="600000",
             METRICS_WORKER_PORT="0",
         )
         import redis
@@ -170,7 +177,7 @@ def test_a_recycled_worker_loses_no_span(tmp_path):
             runs = wait_for(
                 receiver,
                 lambda spans: len([s for s in spans if s.name.startswith("run/")]) >= 3 and spans,
-                timeout=4,
+                timeout=30,
                 message="spans of recycled children",
             )
         finally:
@@ -179,7 +186,7 @@ def test_a_recycled_worker_loses_no_span(tmp_path):
 
 
 def test_grpc_protocol(tmp_path):
-    pytest.importorskip("grpc") if not support.IN_CI else None
+    support.require_module("grpc")
     with support_otlp.GrpcReceiver() as receiver:
         env = support.sqlite_env(
             tmp_path,
@@ -192,25 +199,56 @@ def test_grpc_protocol(tmp_path):
             wait_for(receiver, lambda spans: [s for s in spans if s.name == "GET api/ping"], message="gRPC export")
 
 
+class DroppingCollector:
+    """A collector address that accepts each connection and drops it at once, counting them: every export attempt
+    fails (the exporter retries with back-off, warning each time), and the count proves the attempts happened."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.attempts = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.attempts += 1
+            conn.close()
+
+    def close(self):
+        self.listener.close()
+
+
 def test_collector_down_requests_still_succeed_and_it_is_reported_once(tmp_path):
-    dead = f"http://127.0.0.1:{support.free_port()}"
+    collector = DroppingCollector()
     env = support.sqlite_env(
         tmp_path,
         OTEL_ENABLED="true",
-        OTEL_EXPORTER_OTLP_ENDPOINT=dead,
+        OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint,
         LOG_FORMAT="json",
         OTEL_BSP_SCHEDULE_DELAY="100",
         METRICS_PORT="0",
     )
-    with support.gunicorn(env, tmp_path / "web.log", workers=1) as web:
-        for _ in range(3):
+    try:
+        with support.gunicorn(env, tmp_path / "web.log", workers=1) as web:
             for _ in range(10):
-                assert requests.get(web.url + "/api/ping", timeout=5).status_code == 200
-            time.sleep(1.5)
-    exporter_warnings = [
-        line for line in web.output().splitlines() if '"logger":"opentelemetry' in line and '"level":"WARNING"' in line
+                assert requests.get(web.url + "/api/ping", timeout=30).status_code == 200
+            # The positive event: three failed attempts, each of which the exporter reports (a warning per retry,
+            # an error when it gives up), so "one line" below means the rest were suppressed, not late.
+            support.wait_until(lambda: collector.attempts >= 3, timeout=60, message="three failed export attempts")
+            assert requests.get(web.url + "/api/ping", timeout=30).status_code == 200  # requests unaffected
+    finally:
+        collector.close()
+    exporter_lines = [
+        line
+        for line in web.output().splitlines()
+        if '"logger":"opentelemetry' in line and ('"level":"WARNING"' in line or '"level":"ERROR"' in line)
     ]
-    assert 1 <= len(exporter_warnings) <= 1, exporter_warnings
+    assert len(exporter_lines) == 1, exporter_lines
+    assert "reported once per process" in exporter_lines[0]
 
 
 def test_disabled_exports_nothing_and_adds_no_middleware(tmp_path):
@@ -221,7 +259,8 @@ def test_disabled_exports_nothing_and_adds_no_middleware(tmp_path):
         with support.gunicorn(env, tmp_path / "web.log", workers=1) as web:
             for _ in range(5):
                 assert requests.get(web.url + "/api/ping", timeout=5).status_code == 200
-            time.sleep(1)
+        # gunicorn has exited: a process that traced would have flushed its spans on the way out (and the receiver
+        # stores before it answers), so nothing can arrive after this point.
         assert receiver.requests == 0
     # (redis-py 8 imports parts of the OpenTelemetry SDK by itself; what we control is instrumentation
     # and the tracer provider.)
@@ -245,10 +284,14 @@ def test_disabled_exports_nothing_and_adds_no_middleware(tmp_path):
         timeout=60,
     )
     # On: request spans come from ObserveMiddleware (no contrib middleware), the SDK provider is installed and
-    # the client libraries are instrumented.
+    # the client libraries the project uses are instrumented (requests: the OTLP exporter imports it; Celery:
+    # the test project has an app), those it does not use are not even imported (no Redis on this SQLite
+    # project, so neither redis nor its instrumentation is loaded).
     first, second = on.stdout.splitlines()[:2]
     assert first == "False", on.stdout + on.stderr
-    assert "'TracerProvider'" in second and "'opentelemetry.instrumentation.redis'" in second, second
+    assert "'TracerProvider'" in second and "'opentelemetry.instrumentation.requests'" in second, second
+    assert "'opentelemetry.instrumentation.celery'" in second, second
+    assert "'opentelemetry.instrumentation.redis'" not in second, second
 
 
 @pytest.mark.parametrize(
@@ -290,3 +333,60 @@ def test_exemplars_link_latency_to_traces_in_single_process_mode(tmp_path):
     ]
     assert lines, "an exemplar on the request histogram"
     assert f'trace_id="{span.trace_id}"' in lines[0]
+
+
+def test_collector_down_with_otlp_logs_and_metrics_each_exporter_is_reported_once(tmp_path):
+    """The once-per-process note holds for the log and metric exporters too (their loggers are children of
+    the ones that had the filter: a parent's filter never sees them)."""
+    collector = DroppingCollector()
+    env = support.sqlite_env(
+        tmp_path,
+        OTEL_ENABLED="true",
+        OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint,
+        OTEL_LOGS_EXPORTER="otlp",
+        OTEL_METRICS_EXPORTER="otlp",
+        OTEL_METRIC_EXPORT_INTERVAL="200",
+        LOG_FORMAT="json",
+        OTEL_BSP_SCHEDULE_DELAY="100",
+        OTEL_BLRP_SCHEDULE_DELAY="100",
+        METRICS_PORT="0",
+    )
+    try:
+        with support.gunicorn(env, tmp_path / "web.log", workers=1) as web:
+            for _ in range(10):
+                assert requests.get(web.url + "/api/ping", timeout=30).status_code == 200
+            # Many failed attempts of the three exporters: each would warn on every retry.
+            support.wait_until(lambda: collector.attempts >= 12, timeout=90, message="twelve failed export attempts")
+            assert requests.get(web.url + "/api/ping", timeout=30).status_code == 200
+    finally:
+        collector.close()
+    lines = [
+        json.loads(line)
+        for line in web.output().splitlines()
+        if '"logger":"opentelemetry' in line and ('"level":"WARNING"' in line or '"level":"ERROR"' in line)
+    ]
+    per_logger = collections.Counter(line["logger"] for line in lines)
+    print(f"collector down, {collector.attempts} failed attempts: exporter lines per logger {dict(per_logger)}")
+    assert per_logger and all(count == 1 for count in per_logger.values()), per_logger
+
+
+def test_a_malformed_baggage_header_is_reported_once_per_process(tmp_path):
+    """One anonymous 1.5 KB ``baggage`` header of malformed entries made OpenTelemetry warn once per entry
+    (181 lines, 42.7 KB of stdout, per request)."""
+    baggage = ",".join(f"bad entry{i}" for i in range(180))
+    assert len(baggage) >= 1500
+    with support_otlp.HttpReceiver() as receiver:
+        env = support.sqlite_env(tmp_path, LOG_FORMAT="json", METRICS_PORT="0", **support.tracing_to(receiver.endpoint))
+        with support.gunicorn(env, tmp_path / "web.log", workers=1) as web:
+            for _ in range(3):
+                response = requests.get(web.url + "/api/ping", headers={"baggage": baggage}, timeout=30)
+                assert response.status_code == 200
+            wait_for(receiver, lambda spans: len([s for s in spans if s.name == "GET api/ping"]) >= 3, message="3")
+    warnings = [
+        line
+        for line in web.output().splitlines()
+        if '"logger":"opentelemetry.baggage' in line and '"level":"WARNING"' in line
+    ]
+    print(f"3 requests with a 1.5 KB malformed baggage header: {len(warnings)} warning lines")
+    assert len(warnings) == 1, warnings[:5]
+    assert "reported once per process" in warnings[0]

@@ -45,8 +45,9 @@ def test_preload_workers_export_every_span_when_they_exit(tmp_path):
     assert all(s.name == "GET api/ping" for s in spans)
 
 
-@pytest.mark.skipif(not os.path.exists(INSTRUMENT), reason="opentelemetry-distro is not installed")
 def test_opentelemetry_instrument_gives_one_span_per_request_with_our_options(tmp_path):
+    if not os.path.exists(INSTRUMENT):
+        support.missing(f"{INSTRUMENT} is not installed (opentelemetry-distro, in the otel extra)")
     with support_otlp.HttpReceiver() as receiver:
         spans, web = serve_and_stop(
             tmp_path,

@@ -9,6 +9,18 @@ a metrics scrape or in a health body; every line must be one JSON object (JSON r
 grammar with known keys (text run), with no raw control or format character; and no request may answer 5xx
 except the views that crash on purpose.
 
+Each run also sends prompts holding markers to a local model server that answers 400 quoting the prompt (the
+SDK's exception carries it: caught and logged with its traceback, or failing the request), and SQL parameters
+holding markers; with content capture off no prompt text may come back through those error paths. The console
+(``django_observe.console``, keeping every request) is searched too: its stored rows (``dumpdata``) and its
+pages, rendered for a logged-in superuser (the overview for every period, every kept request and exception
+group it links to).
+
+Each run also plants every bare credential shape of tests/secret_corpus.py (AWS keys, JWTs, provider API
+keys, Git and chat tokens, PEM blocks, ``--password x``, prose, URL user-info, percent-encoded DSNs, Unicode
+look-alikes, zero-width characters, secret route segments), which carry no key name: each is looked for by
+its needle (the secret part), in the same outputs and in the OTLP logs and metrics as well.
+
 The demo views and task that log the input carelessly are ``hostile``, ``hostile_crash`` and
 ``echo_hostile`` in the test project.
 """
@@ -29,13 +41,18 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from tests import support, support_otlp
+from tests import secret_corpus, support, support_llm, support_otlp
 from tests.support_load import Request, send_all
 
 pytestmark = pytest.mark.integration
 
 RUNS = (("json", "default"), ("json", "gcp"), ("json", "datadog"), ("json", "ecs"), ("text", "default"))
 CASES_PER_RUN = 64
+CONSOLE_USER = """
+from django.contrib.auth.models import User
+User.objects.create_superuser("corpus", "corpus@example.com", "corpus-console-pw")
+"""
+CONSOLE_LINK = re.compile(r'href="(/observe/(?:requests|exceptions)/[^"?#]+)"')
 SEED = 18
 HEALTH_TOKEN = "health-reader-token"
 CRASHING_PATHS = ("/api/crash", "/api/hostile/crash")
@@ -139,6 +156,40 @@ class Corpus:
     requests: list[Request]
     planted: list[str]
     tasks: int
+    needles: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (shape, needle) of bare shapes
+
+
+def needle_of(text: str) -> str:
+    """The longest run of letters and digits of a planted secret: what is looked for in the outputs (it reads
+    the same percent-encoded, JSON-escaped or not)."""
+    return max(re.findall(r"[A-Za-z0-9]+", text), key=len)
+
+
+def bare_shapes(plant: Planter, rng: random.Random, hostile, cases: list[Request], ua) -> list[tuple[str, str]]:
+    """Every shape of tests/secret_corpus.py, planted where careless code logs it: a query value, a JSON body,
+    a header, an exception message, a failing task, a request path, the correlation ID header."""
+    needles = []
+    shapes = secret_corpus.secret_shapes(rng, plant)
+    for i, (shape, text, needle) in enumerate(shapes):
+        needles.append((shape, needle_of(needle)))
+        where = i % 5
+        header_safe = "\n" not in text and text.isascii()
+        if shape in ("reset-route", "declared-route"):
+            cases.append(Request("GET", text.split(" ")[1 if shape == "declared-route" else 2], (ua,)))
+        elif where == 0:
+            hostile("note=" + quote(text, safe=""))
+        elif where == 1 or (where == 2 and not header_safe):
+            hostile(body={"payload": {"note": text, "items": [text]}})
+        elif where == 2:
+            hostile(headers=(("X-Debug", text),))
+        elif where == 3:
+            hostile(query="dsn=" + quote(text, safe=""))
+        else:
+            hostile(body={"task": {"note": "ok", "fail": text}, "task_headers": {}})
+    # Secret-shaped correlation IDs are refused (a new ID is made), so they reach no line.
+    for shape, text, needle in shapes[:3]:
+        hostile(headers=(("X-Correlation-ID", text),))
+    return needles
 
 
 def build_corpus(run: int, recorder_port: int, rng: random.Random) -> Corpus:
@@ -189,19 +240,30 @@ def build_corpus(run: int, recorder_port: int, rng: random.Random) -> Corpus:
     hostile(headers=(("X-Correlation-ID", f"token:{plant()}"),))
     hostile(headers=(("X-Correlation-ID", f"password:{plant()}"), ("X-Request-ID", f"api_key:{plant()}")))
     hostile(path="/api/hostile/crash", query="dsn=" + quote(f"amqp://guest:{plant()}@rabbit:5672//", safe=""))
+    # Prompts (the model server answers 400 quoting them) and SQL parameters: the view does not log them itself.
+    hostile(body={"payload": {"note": "ok"}, "ask": f"Summarise the board memo {plant()} in three lines"})
+    hostile(body={"payload": {"note": "ok"}, "ask": f"Check this config: {secret_texts(plant, rng)} ({plant()})"})
+    hostile(path="/api/hostile/crash", body={"ask": f"Draft a reply to {plant()} about the invoice"})
+    hostile(body={"payload": {"note": "ok"}, "lookup": plant()})
+    hostile(body={"lookup": f"password={plant()}"})
     cases.append(Request("GET", f"/nope/password={plant()}?token={plant()}", (ua,)))
     cases.append(Request("GET", "/x%20(req_spoofed)%20-%201ms", (ua,)))
     cases.append(Request("GET", "/api/ping%E2%80%AE%C2%9B31m%0d%0ainjected0=1", (ua,)))
     cases.append(Request("GET", f"/api/work?marker=m&sleep_ms=0&access_token={plant()}", (ua,)))
+    before = len(cases)
+    needles = bare_shapes(plant, rng, hostile, cases, ua)
+    tasks += sum(1 for case in cases[before:] if case.body and b'"task"' in case.body)
 
     # Seeded random cases.
     n = 1
-    while len(cases) < CASES_PER_RUN:
+    while len(cases) < CASES_PER_RUN + len(needles):
         n += 1
         kind = rng.choice(("query", "path", "header", "cookie", "agent", "exception", "extra", "task", "baggage"))
         text = secret_texts(plant, rng)
         if kind == "query":
-            key = rng.choice(SECRET_KEYS)
+            # Not ``dsn``: the view writes that parameter's bare value into an exception message and an
+            # object's text, where no key names it (the bare shapes above test what that path catches).
+            key = rng.choice([k for k in SECRET_KEYS if k != "dsn"])
             hostile(f"{quote(key)}={quote(plant())}&q={quote(injection(n, rng))}&note={quote(text)}")
         elif kind == "path":
             cases.append(
@@ -242,7 +304,7 @@ def build_corpus(run: int, recorder_port: int, rng: random.Random) -> Corpus:
             hostile(body={"task": task, "task_headers": headers})
         else:
             hostile(headers=(("baggage", f"{quote(rng.choice(SECRET_KEYS))}={plant()},tenant=t{n}"),))
-    return Corpus(cases, plant.planted, tasks)
+    return Corpus(cases, plant.planted, tasks, needles)
 
 
 class Recorder:
@@ -293,8 +355,8 @@ TEXT_LINE = re.compile(
     r'(?P<fields>(?: [\w.:@/+\\-]+=(?:"(?:\\.|[^"\\])*"|[^\s"]+))*)'
 )
 TEXT_FIELD = re.compile(r' ([\w.:@/+\\-]+)=("(?:\\.|[^"\\])*"|[^\s"]+)')
-# Every key a text line of this corpus may carry: our request, task and health fields, the demo's extras,
-# Django's request records.
+# Every key a text line of this corpus may carry: our request, task, health and console fields, the demo's
+# extras, Django's request records.
 TEXT_KEYS = {
     "method",
     "path",
@@ -319,6 +381,8 @@ TEXT_KEYS = {
     "check_status",
     "data",
     "note",
+    "error",  # the console flusher's warning when a write is refused (the batch is kept for the next flush)
+    "alias",
 }
 # Lines Celery prints itself (not through logging): the banner before the worker is ready, the shutdown notes.
 CELERY_BANNER = re.compile(r"\s*| ?-[-* ]*(?:\S.*)?|\s+\.> .*|\[tasks\]|  \. [\w.]+")
@@ -391,6 +455,8 @@ class RunResult:
     label: str
     cases: int
     planted: int
+    bare: int
+    bare_found: dict[str, int]
     leaks: list[str]
     forged: list[str]
     server_errors: list[str]
@@ -409,13 +475,77 @@ def scrape(port: int) -> str:
     return response.text
 
 
+def console_texts(run_dir, env: dict[str, str]) -> tuple[str, str]:
+    """What the console stored (every row of its tables, as ``dumpdata`` writes them) and what it shows a
+    superuser: the overview for every period and every kept request and exception group page it links to."""
+    rows = support.manage("dumpdata", "observe_console", "--database=console", env=env).stdout
+    assert '"model": "observe_console.keptrequest"' in rows and '"observe_console.exceptionoccurrence"' in rows
+    support.manage("shell", "-c", CONSOLE_USER, env=env)
+    quiet = {
+        **env,
+        "OTEL_ENABLED": "false",
+        "METRICS_PORT": "0",
+        "METRICS_WORKER_PORT": "0",
+        "CONSOLE_SAMPLE_RATE": "0",
+    }
+    pages = []
+    with support.gunicorn(quiet, run_dir / "console.log", workers=1) as web, requests.Session() as session:
+        login = session.get(f"{web.url}/admin/login/", timeout=10)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
+        session.post(
+            f"{web.url}/admin/login/",
+            data={"username": "corpus", "password": "corpus-console-pw", "csrfmiddlewaretoken": token},
+            headers={"Referer": f"{web.url}/admin/login/"},
+            timeout=10,
+        )
+        # Every kept request and exception group the rows hold, and whatever the overview links to.
+        stored = json.loads(rows)
+        links = dict.fromkeys(
+            [
+                f"/observe/requests/{quote(r['fields']['correlation_id'], safe='')}"
+                for r in stored
+                if r["model"] == "observe_console.keptrequest"
+            ]
+            + [
+                f"/observe/exceptions/{r['fields']['group']}"
+                for r in stored
+                if r["model"] == "observe_console.exceptionoccurrence"
+            ]
+        )
+        for period in ("1h", "6h", "24h", "7d"):
+            page = session.get(f"{web.url}/observe/?period={period}", timeout=30, allow_redirects=False)
+            assert page.status_code == 200, (period, page.status_code)
+            pages.append(page.text)
+            links.update(dict.fromkeys(CONSOLE_LINK.findall(page.text)))
+        for link in links:
+            page = session.get(web.url + link, timeout=30, allow_redirects=False)
+            assert page.status_code == 200, (link, page.status_code)
+            pages.append(page.text)
+    assert any("/observe/requests/" in link for link in links) and any("/exceptions/" in link for link in links)
+    return rows, "\n".join(pages)
+
+
 def run_one(tmp_path, index: int, fmt: str, flavor: str) -> RunResult:
+    """One run; the console's tables in a fresh database of the shared PostgreSQL, on their own alias
+    (``CONSOLE_DATABASE_URL``): on the run's SQLite file the writes of every process stalled the tasks."""
+    console_db, drop = support.create_postgres_database()
+    try:
+        return _run_one(tmp_path, index, fmt, flavor, console_db)
+    finally:
+        drop()
+
+
+def _run_one(tmp_path, index: int, fmt: str, flavor: str, console_db: str) -> RunResult:
     started = time.monotonic()
     label = f"{fmt}/{flavor}"
     rng = random.Random(SEED * 100 + index)
     run_dir = tmp_path / f"{fmt}-{flavor}"
     run_dir.mkdir()
-    with support_otlp.HttpReceiver() as otlp, Recorder() as recorder:
+    with (
+        support_otlp.HttpReceiver() as otlp,
+        Recorder() as recorder,
+        support_llm.FakeLLM(status=400, echo_prompt=True) as llm,
+    ):
         corpus = build_corpus(index, recorder.port, rng)
         web_metrics, worker_metrics = support.free_port(), support.free_port()
         env = support.sqlite_env(
@@ -427,8 +557,18 @@ def run_one(tmp_path, index: int, fmt: str, flavor: str) -> RunResult:
             METRICS_ADDRESS="127.0.0.1",
             HEALTH_TOKEN=HEALTH_TOKEN,
             HEALTH_CHECKS=json.dumps([{"path": "tests.checks.LeaksDsnPassword", "id": "upstream", "critical": False}]),
+            LOG_REDACT_PATHS=secret_corpus.SECRET_ROUTE,
+            OTEL_LOGS_EXPORTER="otlp",
+            OTEL_METRICS_EXPORTER="otlp",
+            OTEL_METRIC_EXPORT_INTERVAL="500",
+            OPENAI_BASE_URL=llm.base_url,
+            TESTPROJECT_CONSOLE="1",  # every process records for the console
+            CONSOLE_DATABASE_URL=console_db,
+            CONSOLE_SAMPLE_RATE="1",  # every request kept, with its timeline and log lines
+            CONSOLE_FLUSH_SECONDS="1",
             **support.tracing_to(otlp.endpoint),
         )
+        support.manage("migrate", "observe_console", "--database=console", "-v0", env=env)
         worker = support.celery_worker(env, run_dir / "worker.log")
         web = support.gunicorn(env, run_dir / "web.log", workers=2)
         worker.start()
@@ -438,8 +578,12 @@ def run_one(tmp_path, index: int, fmt: str, flavor: str) -> RunResult:
             responses = send_all(web.port, corpus.requests, concurrency=4)
             support.wait_until(
                 lambda: worker.output().count("task_succeeded") + worker.output().count("task_failed") >= corpus.tasks,
-                timeout=30,
-                message=f"{corpus.tasks} tasks done",
+                timeout=120,
+                message=lambda: (
+                    f"{label}: {corpus.tasks} tasks done (seen {worker.output().count('task_succeeded')} succeeded, "
+                    f"{worker.output().count('task_failed')} failed, {worker.output().count('task_started')} started; "
+                    f"{sum(r.status >= 500 for r in responses)} 5xx)"
+                ),
             )
             bodies = []
             for path in ("/health", "/readyz", "/healthz", "/health/upstream", "/api/health", "/health/nope"):
@@ -455,16 +599,43 @@ def run_one(tmp_path, index: int, fmt: str, flavor: str) -> RunResult:
             stopping.start()
             web.stop()
             stopping.join()
-        time.sleep(0.3)  # the last export batch (flushed at exit) reaches the receiver
+        # Both processes have exited: each one's exit flush POSTed its last spans, and the receiver stores a batch
+        # before it answers, so no span can arrive after this point (no sleep needed, none would be enough).
         spans = list(otlp.spans)
+        otlp_logs = "\n".join(f"{log.body} {log.attributes}" for log in otlp.logs)
+        otlp_metrics = "\n".join(f"{p.metric} {p.attributes}" for points in otlp.metric_exports for p in points)
+    assert otlp_logs and otlp_metrics, "OTLP logs and metrics were exported"
     assert recorder.calls > 0, "the outbound calls were made"
+    assert len(llm.requests) >= 3, "the prompts were sent to the model server"
+    assert any(s.kind == 2 for s in spans) and any(s.name.startswith("run/") for s in spans), "both processes' spans"
     assert any(s.kind == 3 for s in spans) and any(s.events for s in spans), "client spans and exception events"
     web_out, worker_out = web.output(), worker.output()
     leaks = leaks_in("web stdout", web_out) + leaks_in("worker stdout", worker_out) + leaks_in("metrics", metrics)
     for body in bodies:
         leaks += leaks_in("health body", body)
+    leaks += leaks_in("OTLP logs", otlp_logs) + leaks_in("OTLP metrics", otlp_metrics)
     for span in spans:
         leaks += leaks_in(f"span {span.name!r}", "\n".join(span.texts()))
+    console_rows, console_pages = console_texts(run_dir, env)
+    leaks += leaks_in("console rows", console_rows) + leaks_in("console pages", console_pages)
+    sinks = {
+        "console rows": console_rows,
+        "console pages": console_pages,
+        "web stdout": web_out,
+        "worker stdout": worker_out,
+        "metrics": metrics,
+        "health bodies": "\n".join(bodies),
+        "OTLP logs": otlp_logs,
+        "OTLP metrics": otlp_metrics,
+        "spans": "\n".join(text for span in spans for text in span.texts()),
+    }
+    bare_found = {sink: [] for sink in sinks}
+    for sink, text in sinks.items():
+        for shape, needle in corpus.needles:
+            if needle in text:
+                at = text.index(needle)
+                bare_found[sink].append(f"{shape} in {sink}: {text[max(0, at - 80) : at + 40]!r}")
+    leaks += [found for found in bare_found.values() for found in found]
     forged = line_problems(web_out.splitlines(), fmt, "web") + line_problems(worker_out.splitlines(), fmt, "worker")
     server_errors = [
         f"{r.status} {r.request.method} {r.request.path}"
@@ -476,6 +647,8 @@ def run_one(tmp_path, index: int, fmt: str, flavor: str) -> RunResult:
         label,
         len(corpus.requests),
         len(corpus.planted),
+        len(corpus.needles),
+        {sink: len(found) for sink, found in bare_found.items()},
         leaks,
         forged,
         server_errors,
@@ -496,6 +669,8 @@ def test_hostile_corpus_leaks_nothing_and_forges_nothing(tmp_path):
     leaks = [leak for r in results for leak in r.leaks]
     forged = [line for r in results for line in r.forged]
     errors = [error for r in results for error in r.server_errors]
+    bare_by_sink = {sink: sum(r.bare_found[sink] for r in results) for sink in results[0].bare_found}
+    print(f"bare credential shapes planted: {sum(r.bare for r in results)}; found per sink: {bare_by_sink}")
     for r in results:
         print(
             f"{r.label}: {r.cases} cases, {r.planted} planted, {len(r.leaks)} found, {len(r.forged)} forged, "

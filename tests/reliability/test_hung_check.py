@@ -13,6 +13,7 @@ def hung(observe):
     checks.RELEASE_HUNG.clear()
     checks.HUNG_RUNS.clear()
     observe(
+        HEALTH_TOKEN="tok",  # errors are for authorized callers (anonymous: statuses only)
         HEALTH_CACHE_TTL=0,
         HEALTH_CHECKS=[{"path": "tests.checks.Hangs", "id": "hangs", "critical": False, "timeout": 0.2}],
     )
@@ -22,7 +23,7 @@ def hung(observe):
 
 def test_hung_check_cannot_starve_readiness(hung):
     client = Client()
-    bodies = [client.get("/health") for _ in range(8)]
+    bodies = [client.get("/health", HTTP_AUTHORIZATION="Bearer tok") for _ in range(8)]
     assert all(r.status_code == 200 for r in bodies), [r.content for r in bodies]
     assert len(checks.HUNG_RUNS) == 1  # started once, never again while the first run is stuck
     later = bodies[-1].json()["checks"]["hangs"]

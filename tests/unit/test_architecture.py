@@ -1,6 +1,7 @@
 """The shape of the package: imports point one way, and only the wiring reads Django's settings."""
 
 import ast
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,31 @@ def test_every_public_name_resolves():
         assert getattr(django_observe, name) is not None, name
     with pytest.raises(AttributeError):
         django_observe.HealthRunner  # noqa: B018 - internal, not re-exported
+
+
+def _package_imports(tree: ast.AST) -> list[str]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("django_observe")):
+            found.append(ast.unparse(node))
+        elif isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names if alias.name.startswith("django_observe")]
+    return found
+
+
+def test_the_checker_sees_imports_under_type_checking():
+    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .conf import ObserveConfig\n")
+    assert _package_imports(tree) == ["from .conf import ObserveConfig"]
+
+
+def test_runtime_imports_nothing_of_the_package_even_for_annotations():
+    """runtime.py sits on the ground floor: its fields are typed with protocols of its own (#29)."""
+    tree = ast.parse((ROOT / "django_observe" / "runtime.py").read_text())
+    assert _package_imports(tree) == []
+
+
+def test_metrics_state_has_no_field_typed_any():
+    from django_observe.metrics.setup import MetricsState
+
+    loose = {f.name: f.type for f in dataclasses.fields(MetricsState) if "Any" in str(f.type)}
+    assert loose == {}

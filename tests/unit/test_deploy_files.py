@@ -75,6 +75,8 @@ def test_kubernetes_probes_use_the_app_endpoints():
     for probe in probes.values():
         assert probe["httpGet"]["path"] in paths
         assert probe["httpGet"]["port"] in port_names
+        # Kubernetes' default timeout is 1 s: every shipped probe states its own.
+        assert isinstance(probe.get("timeoutSeconds"), int) and probe["timeoutSeconds"] >= 1, probe
     service = next(d for d in docs if d["kind"] == "Service")
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert {p["targetPort"] for p in service["spec"]["ports"]} <= port_names
@@ -157,23 +159,17 @@ def test_genai_metrics_have_panels_that_query_what_the_catalogue_records():
     """Each GenAI histogram of the catalogue has a panel; its names and grouping labels are what a call records."""
     from prometheus_client import CollectorRegistry
 
+    from django_observe.llm.usage import Usage
     from django_observe.metrics.catalogue import build_catalogue
-    from django_observe.metrics.genai import record_llm_call
+    from django_observe.metrics.genai import CallFacts, record_llm_call
     from tests import promql
 
     registry = CollectorRegistry()
     catalogue = build_catalogue(registry=registry)
-    record_llm_call(
-        catalogue,
-        operation="chat",
-        provider="openai",
-        request_model="gpt-4o-mini",
-        response_model="gpt-4o-mini-2024-07-18",
-        seconds=0.5,
-        input_tokens=10,
-        output_tokens=20,
-        error_type=None,
+    facts = CallFacts(
+        "chat", "openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", 0.5, Usage(input=10, output=20), None, 0.1
     )
+    record_llm_call(catalogue, facts, {"input": 1.5e-6, "output": 12e-6}, "USD")
     labels: dict[str, set[str]] = {}
     families = list(registry.collect())
     assert {f.name for f in families} >= promql.GENAI_METRICS
@@ -192,3 +188,46 @@ def test_genai_metrics_have_panels_that_query_what_the_catalogue_records():
         available = set.intersection(*(labels[n] for n in genai))
         assert promql.grouping_labels(expr) <= available, (where, promql.grouping_labels(expr) - available)
     assert queried == promql.GENAI_METRICS, f"no panel queries {sorted(promql.GENAI_METRICS - queried)}"
+
+
+# --- safe to copy (#34 finding 15)
+
+
+def test_compose_publishes_only_the_app_on_every_interface():
+    services = compose()["services"]
+    for name, service in services.items():
+        for mapping in service.get("ports", []):
+            published = str(mapping)
+            if name == "web" and published == "8000:8000":
+                continue
+            assert published.startswith("127.0.0.1:"), f"{name} publishes {published} on every interface"
+            assert not published.endswith(("4317", "4318", "8001", "8002")), f"{name} publishes {published}"
+
+
+def test_compose_takes_secrets_from_the_environment():
+    text = (DEPLOY / "docker-compose.yml").read_text()
+    environment = compose()["x-app"]["environment"]
+    assert environment["SECRET_KEY"].startswith("${SECRET_KEY:?"), "no default secret key"
+    grafana = compose()["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    assert grafana.startswith("${GRAFANA_ADMIN_PASSWORD:?"), "no default Grafana password"
+    assert "admin/admin" not in text
+
+
+def test_the_image_does_not_run_as_root():
+    users = [line.split()[1] for line in (DEPLOY / "Dockerfile").read_text().splitlines() if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    web = next(d for d in load_all(DEPLOY / "kubernetes" / "web.yaml") if d["kind"] == "Deployment")
+    assert web["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_the_metrics_port_is_fenced_in_kubernetes():
+    docs = load_all(DEPLOY / "kubernetes" / "web.yaml")
+    policy = next(d for d in docs if d["kind"] == "NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"] == {"app": "web"}
+    metrics_rules = [rule for rule in policy["spec"]["ingress"] if {"port": "metrics"} in rule.get("ports", [])]
+    assert metrics_rules and all(rule.get("from") for rule in metrics_rules), "8001 only from selected peers"
+    monitor = load_all(DEPLOY / "kubernetes" / "servicemonitor.yaml")[0]
+    credentials = monitor["spec"]["endpoints"][0]["authorization"]["credentials"]
+    assert credentials == {"name": "app-env", "key": "METRICS_TOKEN"}
+    secret = load_all(DEPLOY / "kubernetes" / "secret.example.yaml")[0]
+    assert "METRICS_TOKEN" in secret["stringData"]

@@ -10,8 +10,9 @@ import pytest
 from django.test import Client
 
 from django_observe import runtime
+from tests import support
 
-pytest.importorskip("rest_framework")
+support.require_module("rest_framework")  # in the `test` extra
 
 
 def timed(mechanism: str, decision: str) -> float:

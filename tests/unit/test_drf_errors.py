@@ -1,12 +1,14 @@
 """Django REST framework's exception handler: its error responses still carry the correlation ID.
 
-Skipped when DRF is not installed (it is not a dependency of django-observe).
+DRF is not a dependency of django-observe; the `test` extra installs it (without it: a skip locally, a failure in CI).
 """
 
 import pytest
 from django.test import Client
 
-pytest.importorskip("rest_framework")
+from tests import support
+
+support.require_module("rest_framework")
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.unit.drf_urls")]
 

@@ -1,5 +1,6 @@
 """llm_call: GenAI client spans, token metrics, content capture, no duplicate with the OpenAI instrumentation."""
 
+import importlib
 import json
 
 import pytest
@@ -10,8 +11,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import REGISTRY
 
 import django_observe
-from django_observe.tracing.genai import current_llm_call, llm_call
-from tests import support_llm
+from django_observe.integrations.genai import current_llm_call, llm_call
+from tests import support, support_llm
 
 CLIENT = trace.SpanKind.CLIENT
 
@@ -60,6 +61,9 @@ def test_a_client_span_with_the_genai_attributes(spans):
         "gen_ai.usage.input_tokens": 12,
         "gen_ai.usage.output_tokens": 30,
         "gen_ai.response.finish_reasons": ("end_turn",),
+        # 12 x 3.00 + 30 x 15.00 USD per million tokens (the shipped claude-sonnet-4 price)
+        "django_observe.llm.cost": 0.000486,
+        "django_observe.llm.currency": "USD",
     }
     assert span.status.status_code == trace.StatusCode.UNSET
 
@@ -196,12 +200,14 @@ def test_no_second_span_inside_a_genai_span(spans):
 
 
 def test_one_genai_span_when_the_openai_instrumentation_traces_the_call(spans):
-    """The real openai SDK against the local fake server, with the official instrumentation on."""
-    openai = pytest.importorskip("openai")
-    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+    """The real openai SDK against the local fake server, with the GenAI instrumentation on and our cost hook."""
+    openai = support.require_module("openai")
+    from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor
+
+    from django_observe.tracing.genai_cost import CostHook
 
     instrumentor = OpenAIInstrumentor()
-    instrumentor.instrument(tracer_provider=trace.get_tracer_provider())
+    instrumentor.instrument(tracer_provider=trace.get_tracer_provider(), completion_hook=CostHook())
     labels = token_labels("gpt-4o-mini", "output", provider="openai", response_model="gpt-4o-mini-2024-07-18")
     before = sample("gen_ai_client_token_usage_sum", **labels)
     try:
@@ -223,7 +229,10 @@ def test_one_genai_span_when_the_openai_instrumentation_traces_the_call(spans):
     assert genai[0].attributes["gen_ai.provider.name"] == "openai"
     assert genai[0].attributes["gen_ai.usage.input_tokens"] == support_llm.PROMPT_TOKENS
     assert "my secret plan" not in json.dumps(dict(genai[0].attributes))
-    assert call.span is None
+    # the known workload priced at gpt-4o-mini's shipped prices, put on the instrumentation's span by CostHook
+    assert genai[0].attributes["django_observe.llm.cost"] == pytest.approx(support_llm.OPENAI_COST)
+    assert genai[0].attributes["django_observe.llm.currency"] == "USD"
+    assert call.span is None and call.cost == pytest.approx(support_llm.OPENAI_COST)
     after = sample("gen_ai_client_token_usage_sum", **labels)
     assert after - before == support_llm.COMPLETION_TOKENS
 
@@ -231,22 +240,14 @@ def test_one_genai_span_when_the_openai_instrumentation_traces_the_call(spans):
 def test_the_catalogue_honours_the_namespace():
     from prometheus_client import CollectorRegistry
 
+    from django_observe.llm.usage import Usage
     from django_observe.metrics.catalogue import build_catalogue
-    from django_observe.metrics.genai import record_llm_call
+    from django_observe.metrics.genai import CallFacts, record_llm_call
 
     registry = CollectorRegistry()
     catalogue = build_catalogue("acme", registry=registry)
-    record_llm_call(
-        catalogue,
-        operation="chat",
-        provider="openai",
-        request_model="gpt",
-        response_model="gpt-1",
-        seconds=0.5,
-        input_tokens=10,
-        output_tokens=None,
-        error_type=None,
-    )
+    facts = CallFacts("chat", "openai", "gpt", "gpt-1", seconds=0.5, usage=Usage(input=10))
+    record_llm_call(catalogue, facts, None, "USD")
     labels = {
         "gen_ai_operation_name": "chat",
         "gen_ai_provider_name": "openai",
@@ -267,26 +268,23 @@ def test_the_catalogue_honours_the_namespace():
 def test_model_labels_go_through_the_cardinality_guard():
     from prometheus_client import CollectorRegistry
 
+    from django_observe.llm.usage import Usage
     from django_observe.metrics.catalogue import OTHER, build_catalogue
-    from django_observe.metrics.genai import record_llm_call
+    from django_observe.metrics.genai import CallFacts, record_llm_call
 
     registry = CollectorRegistry()
     catalogue = build_catalogue(registry=registry, max_label_values=2)
     for i in range(4):
-        record_llm_call(
-            catalogue,
-            operation="chat",
-            provider="p",
-            request_model=f"model-{i}",
-            response_model="",
-            seconds=0.1,
-            input_tokens=1,
-            output_tokens=1,
-            error_type=None,
-        )
-    labels = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": "p", "gen_ai_response_model": ""}
-    folded = {**labels, "gen_ai_request_model": OTHER, "gen_ai_token_type": "input"}
-    assert registry.get_sample_value("gen_ai_client_token_usage_count", folded) == 2
+        facts = CallFacts("chat", "p", f"model-{i}", seconds=0.1, usage=Usage(input=1, output=1))
+        record_llm_call(catalogue, facts, None, "USD")
+    # Two series (model-0's input and output) fill the token metric's budget; the other calls are folded,
+    # their token type kept.
+    kept = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": "p", "gen_ai_response_model": ""}
+    assert registry.get_sample_value(
+        "gen_ai_client_token_usage_count", {**kept, "gen_ai_request_model": "model-0", "gen_ai_token_type": "input"}
+    )
+    folded = {label: OTHER for label in [*kept, "gen_ai_request_model"]}
+    assert registry.get_sample_value("gen_ai_client_token_usage_count", {**folded, "gen_ai_token_type": "input"}) == 3
 
 
 def test_an_instrumentation_that_cannot_be_imported_is_skipped_with_a_warning(tmp_path, monkeypatch, caplog):
@@ -296,12 +294,20 @@ def test_an_instrumentation_that_cannot_be_imported_is_skipped_with_a_warning(tm
     (tmp_path / "fake_llm_instrumentation.py").write_text("from opentelemetry.util.genai.missing import x\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(setup, "_INSTRUMENTORS", (("fake_llm_sdk", "fake_llm_instrumentation", "Instrumentor"),))
+    monkeypatch.setattr(setup, "_hooked", set())
     with caplog.at_level("WARNING", logger="django_observe.tracing"):
         setup.instrument_libraries()
+        assert "fake_llm_instrumentation" not in caplog.text  # nothing until the project imports the library
+        importlib.import_module("fake_llm_sdk")
     assert "fake_llm_instrumentation cannot be imported, fake_llm_sdk calls are not traced" in caplog.text
 
 
-def test_the_openai_instrumentation_is_in_the_list():
+def test_the_genai_instrumentations_are_in_the_list():
     from django_observe.tracing import setup
 
-    assert ("openai", "opentelemetry.instrumentation.openai_v2", "OpenAIInstrumentor") in setup._INSTRUMENTORS
+    assert ("openai", "opentelemetry.instrumentation.genai.openai", "OpenAIInstrumentor") in setup._INSTRUMENTORS
+    assert (
+        "anthropic",
+        "opentelemetry.instrumentation.genai.anthropic",
+        "AnthropicInstrumentor",
+    ) in setup._INSTRUMENTORS

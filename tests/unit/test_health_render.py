@@ -66,12 +66,27 @@ def test_health_json_shape():
         result("database:replica", "fail", error="Cannot connect to PostgreSQL"),
         result("disk", observation=Observation(42.0, "percent"), critical=False),
     ]
-    body = render.health_json_body(results, level=render.PUBLIC, version="1", service_id="svc")
+    body = render.health_json_body(results, level=render.FULL, version="1", service_id="svc")
     assert body["status"] == "fail"
     assert [item["componentId"] for item in body["checks"]["database:responseTime"]] == ["default", "replica"]
     assert body["checks"]["database:responseTime"][1]["output"] == "Cannot connect to PostgreSQL"
     assert body["checks"]["disk:utilization"][0]["observedValue"] == 42.0
     assert body["checks"]["disk:utilization"][0]["time"] == "2026-03-05T14:30:00Z"
+
+
+def test_health_json_for_callers_without_full_detail_gives_each_checks_status_only():
+    """As the JSON body (docs/security.md): no observed values, durations or times per check."""
+    results = [
+        result("database"),
+        result("database:replica", "fail", error="Cannot connect to PostgreSQL"),
+        result("disk", observation=Observation(42.0, "percent"), critical=False),
+    ]
+    body = render.health_json_body(results, level=render.PUBLIC, version="1", service_id="svc")
+    items = [item for items in body["checks"].values() for item in items]
+    assert {frozenset(item) for item in items} == {frozenset({"componentId", "componentType", "status"})}
+    assert [item["status"] for item in body["checks"]["database:responseTime"]] == ["pass", "fail"]
+    assert body["checks"]["disk:utilization"][0]["status"] == "pass"
+    assert body["output"] == "Cannot connect to PostgreSQL"
 
 
 @pytest.mark.parametrize(

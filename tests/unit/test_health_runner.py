@@ -8,6 +8,7 @@ from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
 from django_observe.health.registry import CheckSpec
 from django_observe.health.runner import HealthRunner
+from tests import support
 
 
 @dataclasses.dataclass
@@ -38,7 +39,7 @@ class Warning_(HealthCheck):
 @dataclasses.dataclass
 class Hanging(HealthCheck):
     async def run(self):
-        await asyncio.sleep(30)
+        await asyncio.sleep(30)  # longer than the backstop below: only the runner's timeout returns in time
 
 
 @dataclasses.dataclass
@@ -99,11 +100,9 @@ def test_warning_and_unexpected_errors():
 
 def test_timeout_bounds_a_hanging_check():
     runner = HealthRunner([spec("hang", Hanging(), timeout=0.1)], ttl=0)
-    start = time.monotonic()
-    (result,) = runner.run_sync(runner.select())
+    (result,) = support.finishes(lambda: runner.run_sync(runner.select()), timeout=20)  # a backstop, not a bound
     assert result.status == "fail"
     assert result.error == "Timed out after 0.1 seconds"
-    assert time.monotonic() - start < 5  # generous: proves it did not wait the 30 s
 
 
 def test_select_critical_and_exclude():

@@ -15,6 +15,7 @@ from django_observe import correlation
 from django_observe.logging import JSONFormatter, TextFormatter
 from django_observe.logging import processors as p
 from django_observe.logging.renderers import JSONRenderer, TextRenderer, escape
+from tests import support
 
 POLICY = correlation.CorrelationPolicy()
 
@@ -60,8 +61,8 @@ def test_new_ids_are_unique_across_draws_and_threads():
     assert all(re.fullmatch(r"req_[0-9a-f]{24}", cid) for cid in ids)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
 def test_a_forked_child_never_hands_out_its_parents_ids():
+    support.require_fork()
     # gunicorn and Celery fork their workers from a parent that may already have drawn IDs: the child must not
     # take the rest of the parent's pool (each worker would repeat the same IDs).
     POLICY.new()  # the pool now holds this process's next IDs
@@ -124,7 +125,7 @@ def test_redaction_processor():
         "dsn": "postgres://a:b@h/db",
         "url": "redis://:pw@h:6379",
     }
-    out = p.redact_secrets(("user_id",))(None, "info", dict(event))
+    out = p.SecretRedactor(("user_id",))(None, "info", dict(event))
     assert out["password"] == out["api_key"] == out["Authorization"] == out["dsn"] == "[REDACTED]"
     assert out["user_id"] == "[REDACTED]"  # an extra key
     assert out["tokens_used"] == 173
@@ -132,7 +133,7 @@ def test_redaction_processor():
 
 
 def test_trace_context_is_a_no_op_when_disabled():
-    assert p.add_trace_context(False)(None, "info", {"a": 1}) == {"a": 1}
+    assert p.TraceContextAdder(False)(None, "info", {"a": 1}) == {"a": 1}
 
 
 def test_json_renderer_orders_the_head_and_keeps_one_line():

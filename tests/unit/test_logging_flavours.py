@@ -12,7 +12,7 @@ from django_observe import conf
 from django_observe.context_processors import correlation
 from django_observe.correlation import correlation_context
 from django_observe.logging import JSONFormatter
-from django_observe.logging.flavours import flavor_processor, traceback_text
+from django_observe.logging.flavours import FLAVORS, Service, flavor_processor, traceback_text
 from django_observe.logging.sampling import RequestSampler
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -368,3 +368,24 @@ def test_middleware_adds_flavour_fields_only_for_a_json_flavour(settings, fmt, f
     settings.DJANGO_OBSERVE = {"LOG_JSON_FLAVOR": flavor}
     settings.LOG_FORMAT = fmt  # setting_changed rebuilds the runtime
     assert ObserveMiddleware(lambda request: None).request_line.flavor_fields is expected
+
+
+# --- one table
+
+
+def test_the_setting_accepts_exactly_the_rows_of_the_flavour_table():
+    parse = {field.name: field for field in conf.option_fields()}["log_json_flavor"].metadata["parse"]
+    assert parse.accepted == tuple(FLAVORS) == conf.options.LOG_JSON_FLAVORS
+    for name in FLAVORS:
+        assert parse(name.upper()) == name
+        processor = flavor_processor(name, service=Service("shop"))
+        assert (processor is None) == (name == "default")
+
+
+def test_a_flavour_is_one_row_of_the_table(monkeypatch):
+    def shout(service, gcp_project):
+        return lambda logger, method, event: {"MESSAGE": event["message"].upper(), "SERVICE": service.name}
+
+    monkeypatch.setitem(FLAVORS, "loud", shout)
+    processor = flavor_processor("loud", service=Service("shop"))
+    assert processor(None, "info", {"message": "hi"}) == {"MESSAGE": "HI", "SERVICE": "shop"}

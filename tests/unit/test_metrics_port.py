@@ -14,6 +14,7 @@ from django.test import override_settings
 from django_observe import runtime
 from django_observe.checks import check_metrics_exposure, metrics_exposure_warnings
 from django_observe.metrics import exporter
+from tests import support
 
 
 @pytest.fixture
@@ -124,10 +125,8 @@ def test_world_writable_base_is_refused(temp_base, caplog):
 def test_base_of_another_owner_is_refused(temp_base, caplog):
     temp_base.mkdir(mode=0o700)
     other = 65534 if os.geteuid() != 65534 else 65533
-    try:
-        os.chown(temp_base, other, -1)
-    except PermissionError:
-        pytest.skip("chown to another user needs root")
+    support.require_root()
+    os.chown(temp_base, other, -1)
     with caplog.at_level(logging.ERROR, "django_observe.metrics"):
         path = exporter.multiprocess_dir(None, "worker")
     assert not path.startswith(str(temp_base) + os.sep)
@@ -167,6 +166,21 @@ def test_project_directory_is_used_as_given(tmp_path):
 
 
 # --- access rules and binding
+
+
+def test_an_inherited_directory_outside_the_projects_setting_is_ignored(tmp_path, monkeypatch):
+    # A parent's group directory under the project's own base is this group's (gunicorn's workers, Celery's
+    # children); one elsewhere was left by an unrelated parent and must not take the project's metrics.
+    base = tmp_path / "metrics"
+    monkeypatch.setenv(exporter.ENV, str(base / "4242"))
+    assert exporter.inherited_dir(str(base)) == str(base / "4242")
+    monkeypatch.setenv(exporter.ENV, str(tmp_path / "other" / "4242"))
+    assert exporter.inherited_dir(str(base)) is None
+    monkeypatch.setenv(exporter.ENV, str(tmp_path / "metrics-old" / "4242"))  # a sibling sharing the prefix
+    assert exporter.inherited_dir(str(base)) is None
+    assert exporter.inherited_dir(None) == str(tmp_path / "metrics-old" / "4242")  # no setting: as inherited
+    monkeypatch.delenv(exporter.ENV)
+    assert exporter.inherited_dir(str(base)) is None
 
 
 def test_ipv4_allowlist_matches_ipv4_clients_of_a_dual_stack_socket():

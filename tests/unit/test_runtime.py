@@ -160,3 +160,53 @@ def test_get_config_refuses_to_hand_out_the_defaults_of_an_invalid_configuration
             runtime.get_config()
     finally:
         runtime.install(previous)
+
+
+def _members(protocol: type) -> set[str]:
+    return {name for name in vars(protocol) if not name.startswith("_")}
+
+
+def test_every_part_of_a_built_runtime_has_what_its_protocol_names():
+    """runtime.py types each field with a protocol of its own (it imports nothing of the package); the parts
+    the wiring builds have every member (mypy checks the signatures, this the objects)."""
+    config = conf.load_config(
+        types.SimpleNamespace(
+            DEBUG=False,
+            OTEL_ENABLED=True,
+            DJANGO_OBSERVE={"TRACING_SQL_COMMENTER": True, "CORRELATION_PROPAGATE": True, "DB_QUERY_STATS": True},
+        ),
+        environ={},
+    )
+    built = wiring.build_runtime(
+        config, role="worker", databases=DATABASES, caches=CACHES, registry=CollectorRegistry()
+    )
+    try:
+        protocols = {
+            "config": runtime.Config,
+            "correlation": runtime.Correlation,
+            "identity": runtime.Identity,
+            "health": runtime.Health,
+            "metrics": runtime.Metrics,
+            "tracing": runtime.Tracing,
+            "queries": runtime.QueryCounting,
+            "sql_comments": runtime.SqlCommenter,
+            "outbound": runtime.Outbound,
+            "llm_errors": runtime.WithheldErrors,
+        }
+        parts = {
+            **{field: getattr(built, field) for field in protocols},
+            "recorder": built.metrics.recorder,
+            "spans": built.tracing.spans,
+            "error": conf.ConfigError("X", "bad"),
+        }
+        protocols.update(recorder=runtime.RequestRecorder, spans=runtime.ServerSpans, error=runtime.ConfigProblem)
+        for field, protocol in protocols.items():
+            part = parts[field]
+            assert part is not None, field
+            missing = {name for name in _members(protocol) if not hasattr(part, name)}
+            assert not missing, (field, missing)
+        from django_observe.console.recorder import ConsoleRecorder
+
+        assert {name for name in _members(runtime.Console) if not hasattr(ConsoleRecorder, name)} == set()
+    finally:
+        built.metrics.close()

@@ -2,7 +2,7 @@
 
 import types
 
-from django_observe.sqlcomment import SqlComments, SqlCommentWrapper, comment
+from django_observe.integrations.sqlcomment import SqlComments, SqlCommentWrapper, comment
 
 
 def test_keys_sorted_values_quoted_before_a_trailing_semicolon():

@@ -6,7 +6,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from django_observe import conf
-from django_observe.runtime import get_config
+from django_observe.conf import get_config
 
 
 class Command(BaseCommand):

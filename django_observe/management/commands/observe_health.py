@@ -17,9 +17,11 @@ import logging
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
+from django_observe.conf import get_config
 from django_observe.health import render
-from django_observe.integrations.celery import heartbeat_age, heartbeat_path
-from django_observe.runtime import get_config, get_runtime
+from django_observe.health.runner import runner_of
+from django_observe.integrations.celery import heartbeat_age, heartbeat_files, heartbeat_path
+from django_observe.runtime import get_runtime
 
 
 class Command(BaseCommand):
@@ -50,7 +52,7 @@ class Command(BaseCommand):
         if options["celery_worker"]:
             self._celery_worker(config, options["max_age"])
             return
-        runner = runtime.health
+        runner = runner_of(runtime.health)
         if runner is None:
             raise CommandError("the health checks are not configured: run manage.py check")
         # The command prints every result itself; log lines of the checks (state changes, driver
@@ -79,11 +81,17 @@ class Command(BaseCommand):
         if path is None:
             raise CommandError('CELERY_HEARTBEAT_FILE is "off": the worker writes no heartbeat')
         limit = max_age if max_age is not None else 3 * config.celery_heartbeat_interval
-        age = heartbeat_age(path)
-        if age is None:
+        files = heartbeat_files(config)  # the configured file, or every worker's own in the private directory
+        if not files:
             self.stdout.write(f"celery worker not alive: no heartbeat file at {path}")
             raise SystemExit(1)
-        if age > limit:
-            self.stdout.write(f"celery worker not alive: heartbeat {age:.1f} s old, limit {limit:g} s ({path})")
-            raise SystemExit(1)
-        self.stdout.write(f"celery worker alive: heartbeat {age:.1f} s old ({path})")
+        for file in files:  # every worker of this host (pod) must be alive
+            age = heartbeat_age(file)
+            if age is None:
+                self.stdout.write(f"celery worker not alive: no heartbeat file at {file}")
+                raise SystemExit(1)
+            if age > limit:
+                self.stdout.write(f"celery worker not alive: heartbeat {age:.1f} s old, limit {limit:g} s ({file})")
+                raise SystemExit(1)
+        for file in files:
+            self.stdout.write(f"celery worker alive: heartbeat {heartbeat_age(file) or 0.0:.1f} s old ({file})")

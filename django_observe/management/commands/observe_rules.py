@@ -8,19 +8,26 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
+from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from django_observe.alerting import output, promtool, rules
-from django_observe.runtime import get_config
+from django_observe.alerting import budgets, output, promtool, rules
+from django_observe.conf import get_config
 
 _DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "django"
+
+
+def uses_authorization(app_names: Iterable[str]) -> bool:
+    """django.contrib.auth or DRF is installed: requests can be authorized, so the authorization metrics exist."""
+    return bool({"django.contrib.auth", "rest_framework"} & set(app_names))
 
 
 class Command(BaseCommand):
@@ -41,7 +48,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--tests",
             metavar="FILE",
-            help="Also write a promtool test file for the SLO alerts (needs --output and --format rules).",
+            help="Also write promtool tests of the SLO and LLM budget alerts (needs --output and --format rules).",
         )
         parser.add_argument("--name", help="PrometheusRule metadata.name (default: <SERVICE_NAME>-observe).")
         parser.add_argument("--namespace", help="PrometheusRule metadata.namespace (default: none).")
@@ -64,6 +71,8 @@ class Command(BaseCommand):
             config = get_config()
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from None
+        # The seed's authorization recording rules only where those series exist (a project that authenticates).
+        authorization = uses_authorization(app.name for app in apps.get_app_configs())
         if options["tests"] and (not options["output"] or options["format"] != "rules"):
             raise CommandError("--tests needs --output FILE and --format rules (promtool reads plain rule files)")
 
@@ -80,9 +89,9 @@ class Command(BaseCommand):
                 if not sep or not key:
                     raise CommandError(f"--label must be KEY=VALUE, got {item!r}")
                 labels[key] = value
-            document = rules.prometheus_rule(config, name, labels, options["namespace"])
+            document = rules.prometheus_rule(config, name, labels, options["namespace"], authorization)
         else:
-            document = rules.rule_file(config)
+            document = rules.rule_file(config, authorization)
         text = output.dump_yaml(document)
 
         if options["tests"]:
@@ -90,6 +99,7 @@ class Command(BaseCommand):
                 tests = promtool.slo_tests(config, [promtool.relative_path(options["output"], options["tests"])])
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
+            tests["tests"] += budgets.budget_tests(config)
             tests_text = output.dump_yaml(tests, header=f"# promtool test rules {Path(options['tests']).name}\n")
 
         if options["output"]:

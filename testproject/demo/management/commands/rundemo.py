@@ -1,9 +1,11 @@
 """Run the test project: migrate, then a web server and a Celery worker side by side.
 
-``python manage.py rundemo`` serves http://127.0.0.1:8000/healthz until Ctrl-C.
+``python manage.py rundemo`` serves http://127.0.0.1:8000/healthz and the console at /observe/ (a superuser
+``admin`` with a password printed at start) until Ctrl-C.
 """
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -11,6 +13,8 @@ import time
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+
+CONSOLE_USER = "admin"
 
 
 class Command(BaseCommand):
@@ -22,13 +26,24 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--no-worker", action="store_true", help="Run the web server only.")
         parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=None,
+            help="Metrics port of the web server (METRICS_PORT, default 8001); the worker's is the next one "
+            "(METRICS_WORKER_PORT). 0 turns both off.",
+        )
+        parser.add_argument(
             "--exit-after", type=float, default=0, help="Stop after this many seconds (0: run until Ctrl-C)."
         )
 
     def handle(self, *args, **options):
         call_command("migrate", interactive=False, verbosity=0)
         token = self._token()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        console_password = self._console_user()
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TESTPROJECT_CONSOLE="1")
+        if options["metrics_port"] is not None:
+            port = options["metrics_port"]
+            env.update(METRICS_PORT=str(port), METRICS_WORKER_PORT=str(port + 1 if port else 0))
         procs = []
         if not options["no_worker"]:
             procs.append(
@@ -57,9 +72,15 @@ class Command(BaseCommand):
             )
         )
         base = f"http://{options['host']}:{options['port']}"
+        metrics = ""
+        if env.get("METRICS_PORT") not in (None, "0"):
+            web, worker = env["METRICS_PORT"], env["METRICS_WORKER_PORT"]
+            metrics = f"Metrics on http://127.0.0.1:{web}/metrics (web) and :{worker} (worker)\n"
         self.stdout.write(
             f"\nServing {base}/healthz, {base}/readyz, {base}/health and {base}/api/health\n"
-            f"Try: curl -X POST {base}/api/chat -H 'Authorization: Bearer {token}' -d '{{\"message\": \"hi\"}}'\n"
+            + metrics
+            + f"Console: {base}/observe/ (log in as {CONSOLE_USER}, password {console_password})\n"
+            + f"Try: curl -X POST {base}/api/chat -H 'Authorization: Bearer {token}' -d '{{\"message\": \"hi\"}}'\n"
             "Ctrl-C stops web and worker.\n"
         )
         deadline = time.monotonic() + options["exit_after"] if options["exit_after"] else None
@@ -84,6 +105,17 @@ class Command(BaseCommand):
         failed = [p.returncode for p in procs if p.returncode not in (0, -signal.SIGTERM, None)]
         if failed and not deadline:
             raise SystemExit(1)
+
+    def _console_user(self) -> str:
+        """The demo's console user (a superuser), with a new random password each run."""
+        from django.contrib.auth import get_user_model
+
+        password = secrets.token_urlsafe(12)
+        user, _ = get_user_model().objects.get_or_create(username=CONSOLE_USER)
+        user.is_staff = user.is_superuser = True
+        user.set_password(password)
+        user.save()
+        return password
 
     def _token(self) -> str:
         from django.contrib.auth import get_user_model

@@ -19,7 +19,9 @@ import contextvars
 from typing import Any
 from urllib.parse import quote
 
-__all__ = ["SqlCommentWrapper", "SqlComments", "comment", "install"]
+from ..runtime import Runtime
+
+__all__ = ["SqlCommentIntegration", "SqlCommentWrapper", "SqlComments", "comment", "integration"]
 
 _current: contextvars.ContextVar[tuple[SqlComments, Any] | None] = contextvars.ContextVar(
     "django_observe_sql_comments", default=None
@@ -116,19 +118,48 @@ class SqlCommentWrapper:
 
 
 def _wrap(connection: Any) -> None:
-    # Last in the list runs innermost: the statement counter (queries.py) keeps seeing the bare statement.
+    # Last in the list runs innermost: the statement counter (integrations/db.py) keeps seeing the bare statement.
     if not any(isinstance(w, SqlCommentWrapper) for w in connection.execute_wrappers):
         connection.execute_wrappers.append(SqlCommentWrapper())
 
 
-def install() -> None:
-    """Wrap every database connection, open or opened later (once per process; safe to call again)."""
-    from django.db import connections
-    from django.db.backends.signals import connection_created
+_UID = "django_observe.sqlcomment"
 
-    def on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
-        _wrap(connection)
 
-    connection_created.connect(on_connection_created, weak=False, dispatch_uid="django_observe.sqlcomment")
-    for connection in connections.all(initialized_only=True):
-        _wrap(connection)
+def _on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
+    _wrap(connection)
+
+
+class SqlCommentIntegration:
+    """The ``sqlcomment`` row: comments the SQL of requests (``TRACING_SQL_COMMENTER``)."""
+
+    name = "sqlcomment"
+
+    def available(self, runtime: Runtime) -> bool:
+        """Django's database layer: every project has it."""
+        return True
+
+    def install(self, runtime: Runtime) -> None:
+        """Wrap every database connection, open or opened later (once; safe to call again), when the runtime
+        comments SQL."""
+        if runtime.sql_comments is None:
+            return
+        from django.db import connections
+        from django.db.backends.signals import connection_created
+
+        connection_created.connect(_on_connection_created, weak=False, dispatch_uid=_UID)
+        for connection in connections.all(initialized_only=True):
+            _wrap(connection)
+
+    def uninstall(self) -> None:
+        """Disconnect the receiver and take the wrapper off the connections open in this thread."""
+        from django.db import connections
+        from django.db.backends.signals import connection_created
+
+        connection_created.disconnect(dispatch_uid=_UID)
+        for connection in connections.all(initialized_only=True):
+            wrappers = connection.execute_wrappers
+            wrappers[:] = [w for w in wrappers if not isinstance(w, SqlCommentWrapper)]
+
+
+integration = SqlCommentIntegration()
