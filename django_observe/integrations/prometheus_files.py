@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .. import forking
 from ..metrics import storage
 
 if TYPE_CHECKING:
@@ -35,6 +36,9 @@ class PrometheusFilesIntegration:
         if self._original is None:
             self._original = values.MmapedDict
             values.MmapedDict = storage.safe_mmaped_dict()  # type: ignore[misc, assignment]
+        # Every metric update takes this lock: a child forked while another thread updates one must not inherit it
+        # held.
+        forking.reinit_in_child(forking.multiprocess_value_lock())
 
     def uninstall(self) -> None:
         if self._original is not None:

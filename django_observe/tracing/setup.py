@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from .. import forking
 from ..conf import ObserveConfig
 from ..identity import ServiceIdentity
 from ..llm.content import WithheldTexts
@@ -343,6 +344,9 @@ def instrument_libraries() -> None:
         from wrapt import register_post_import_hook  # opentelemetry-instrumentation's own dependency
 
         register_post_import_hook(_instrumenting(library, module, cls), library)
+        # From now on wrapt's finder takes this lock on every import: a child forked while another thread imports
+        # must not inherit it held.
+        forking.reinit_in_child(getattr(importlib.import_module("wrapt.importer"), "_post_import_hooks_lock", None))
 
 
 _hooked: set[tuple[str, str]] = set()

@@ -87,14 +87,25 @@ def test_tokens_and_cost_are_exact_on_the_metrics_port_and_over_otlp(stack):
     receiver = stack["receiver"]
     everything = WEB + TASKS
 
-    def otlp_done():
-        return all(
-            otlp_sum(receiver, "gen_ai_client_token_usage", gen_ai_provider_name=p, gen_ai_token_type="input")
-            == calls(p, everything) * PER_CALL[p]["tokens"]["input"]
-            for p in PER_CALL
-        )
+    def otlp_missing():
+        """What OTLP does not have yet. A call records its token types one by one (a stream's output tokens come
+        with its last event), so a periodic export can fall between them: wait for every figure asserted below."""
+        missing = []
+        for p, expected in PER_CALL.items():
+            for token_type, count in expected["tokens"].items():
+                got = otlp_sum(
+                    receiver, "gen_ai_client_token_usage", gen_ai_provider_name=p, gen_ai_token_type=token_type
+                )
+                if got != calls(p, everything) * count:
+                    missing.append((p, token_type, got))
+            cost = otlp_sum(receiver, "gen_ai_client_cost", gen_ai_request_model=expected["model"], currency="USD")
+            if cost != pytest.approx(calls(p, everything) * expected["cost"], rel=1e-9):
+                missing.append((p, "cost", cost))
+        return missing
 
-    support.wait_until(otlp_done, timeout=60, message="the tokens of every call over OTLP", interval=0.5)
+    support.wait_until(
+        lambda: not otlp_missing(), timeout=60, message=lambda: f"every call over OTLP: {otlp_missing()}", interval=0.5
+    )
     samples = support_metrics.scrape(stack["metrics_port"])
     for provider, expected in PER_CALL.items():
         model = expected["model"]

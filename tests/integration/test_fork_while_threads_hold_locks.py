@@ -1,0 +1,79 @@
+"""A child forked while another thread of the parent holds one of the locks every process takes (wrapt's
+post-import-hook lock on each import with tracing on, prometheus_client's multiprocess value lock on each metric
+update) does not block forever on its first import or metric update. Found in a Celery prefork pool beside a
+CPU-bound process: the parent's OTLP metrics pusher was importing on its first export when the pool forked, and
+both children stopped at the first import of their first task."""
+
+import subprocess
+
+import pytest
+
+from tests import support
+
+pytestmark = pytest.mark.integration
+
+PROBE = """
+import os, signal, sys, threading, time
+
+import django
+
+django.setup()
+
+from prometheus_client import Counter
+from wrapt import importer
+
+from django_observe import forking
+
+counter = Counter("fork_probe", "a metric updated in a forked child")
+assert any(type(f).__name__ == "ImportHookFinder" for f in sys.meta_path), "no post-import hook registered"
+locks = {"import": importer._post_import_hooks_lock, "metric update": forking.multiprocess_value_lock()}
+assert locks["metric update"] is not None, "prometheus_client is not in multiprocess mode"
+
+
+def in_child(which):
+    signal.alarm(5)  # blocked: killed by SIGALRM
+    if which == "import":
+        import colorsys  # a module nothing has imported yet: the import goes through wrapt's finder
+    else:
+        counter.inc()
+    os._exit(0)
+
+
+for which, lock in locks.items():
+    held = threading.Event()
+
+    def hold(lock=lock, held=held):
+        with lock:
+            held.set()
+            time.sleep(0.5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:
+        in_child(which)
+    _, status = os.waitpid(pid, 0)
+    holder.join()
+    print(f"{which}: exit {os.waitstatus_to_exitcode(status)}", flush=True)
+"""
+
+
+def test_a_child_forked_while_a_thread_holds_the_import_or_metric_lock_goes_on(tmp_path):
+    support.require_fork()
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = support.project_env(
+        SQLITE_PATH=str(tmp_path / "db.sqlite3"),
+        TESTPROJECT_VAR_DIR=str(tmp_path / "var"),
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+        OTEL_ENABLED="true",
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",  # nothing listens: nothing is exported
+        PYTHONWARNINGS="ignore::DeprecationWarning",  # fork() in a multi-threaded process (3.12+)
+    )
+    result = subprocess.run(
+        [support.PYTHON, "-c", PROBE], cwd=support.ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # -14: the child was still blocked when its 5 s alarm fired
+    assert result.stdout.splitlines() == ["import: exit 0", "metric update: exit 0"], result.stderr[-3000:]
