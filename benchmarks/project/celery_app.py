@@ -21,6 +21,8 @@ app.conf.update(
     broker_transport_options={
         "data_folder_in": folder,
         "data_folder_out": os.environ.get("BENCH_CELERY_OUT", folder),
+        # Beside the messages: kombu's default is "control" in the working directory (the checkout).
+        "control_folder": os.path.join(folder, "control"),
     },
     task_ignore_result=True,
     worker_hijack_root_logger=False,

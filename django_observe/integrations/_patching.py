@@ -5,7 +5,6 @@ A private helper of ``django_observe.integrations`` (not a row of the table).
 
 from __future__ import annotations
 
-import importlib.abc
 import sys
 import threading
 from collections.abc import Callable
@@ -71,8 +70,11 @@ class Patches:
                 del self._done[(owner, name)]
 
 
-class RunAfterExec(importlib.abc.Loader):
+class RunAfterExec:
     """A module's loader that runs ``after`` once the module executed (the patch-on-import finders' loader).
+
+    Not a subclass of ``importlib.abc.Loader`` (nor the finder of ``MetaPathFinder``): the import system only
+    calls the methods, and ``importlib.abc`` loads ``importlib.resources`` (6 modules) into every process.
 
     A loader of its own rather than an ``exec_module`` set on the loader found: that loader may be another
     hook's proxy (wrapt's post-import hooks, which the tracing instrumentors use), and an attribute set on a
@@ -120,7 +122,7 @@ class Receivers:
         self._connected.clear()
 
 
-class _AfterImport(importlib.abc.MetaPathFinder):
+class _AfterImport:
     """Runs callbacks right after a module's first import (see :func:`after_import`)."""
 
     def __init__(self) -> None:
@@ -144,7 +146,8 @@ class _AfterImport(importlib.abc.MetaPathFinder):
             self.busy.discard(fullname)
         if spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        spec.loader = RunAfterExec(spec.loader, lambda: self._run(fullname))
+        loader: Any = RunAfterExec(spec.loader, lambda: self._run(fullname))  # not an importlib.abc.Loader
+        spec.loader = loader
         return spec
 
     def _run(self, fullname: str) -> None:

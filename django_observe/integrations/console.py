@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.abc
+import importlib
 import importlib.util
 import logging
 import sys

@@ -22,7 +22,6 @@ The cost on each call is a context variable read, a header lookup and, with an a
 from __future__ import annotations
 
 import functools
-import importlib.abc
 import importlib.util
 import re
 import sys

@@ -23,7 +23,7 @@ from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from .. import shutdown
-from ..breaker import ExportBreaker
+from ..breaker import ExportBreaker, fail_fast_session
 from ..identity import ServiceIdentity
 from .setup import TRACE, JSONFormatter
 
@@ -98,15 +98,17 @@ def _context(trace_id: Any, span_id: Any, sampled: Any) -> Any:
     return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
 
 
-def _exporter(endpoint: str | None, protocol: str, timeout: float | None = None) -> Any:
-    """The OTLP exporter of ``endpoint`` and ``protocol`` (``timeout``: seconds, default the SDK's)."""
+def _exporter(endpoint: str | None, protocol: str, timeout: float | None = None, session: Any = None) -> Any:
+    """The OTLP exporter of ``endpoint`` and ``protocol`` (``timeout``: seconds, default the SDK's; ``session``:
+    the HTTP exporter's ``requests`` session, default its own)."""
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcExporter
 
         return GrpcExporter(endpoint=endpoint or "http://localhost:4317", timeout=timeout)
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
-    return OTLPLogExporter(endpoint=(endpoint or "http://localhost:4318").rstrip("/") + "/v1/logs", timeout=timeout)
+    url = (endpoint or "http://localhost:4318").rstrip("/") + "/v1/logs"
+    return OTLPLogExporter(endpoint=url, timeout=timeout, session=session)
 
 
 class OtlpLogHandler(logging.Handler):
@@ -137,7 +139,9 @@ class OtlpLogHandler(logging.Handler):
     ):
         super().__init__(level)
         self.identity = identity
-        self._exporter_factory = exporter_factory or (lambda: _exporter(endpoint, protocol))
+        self._exporter_factory = exporter_factory or (
+            lambda: _exporter(endpoint, protocol, session=fail_fast_session(os.environ))
+        )
         self._where = endpoint or "the OTLP collector"
         self._on_drop = on_drop
         self._events = _EventFormatter(otel_enabled=otel_enabled, redact_keys=redact_keys, withheld=withheld)

@@ -14,10 +14,12 @@ import dataclasses
 import importlib
 import importlib.util
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
 from .. import forking
+from ..breaker import fail_fast_session
 from ..conf import ObserveConfig
 from ..identity import ServiceIdentity
 from ..llm.content import WithheldTexts
@@ -142,11 +144,12 @@ def _exporter(config: ObserveConfig) -> Any:
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
         return ConsoleSpanExporter()
-    return otlp_span_exporter(config)
+    return otlp_span_exporter(config, session=fail_fast_session(os.environ))
 
 
-def otlp_span_exporter(config: ObserveConfig, timeout: float | None = None) -> Any:
-    """The OTLP span exporter of ``config``'s endpoint and protocol (``timeout``: seconds, default the SDK's)."""
+def otlp_span_exporter(config: ObserveConfig, timeout: float | None = None, session: Any = None) -> Any:
+    """The OTLP span exporter of ``config``'s endpoint and protocol (``timeout``: seconds, default the SDK's;
+    ``session``: the HTTP exporter's ``requests`` session, default its own)."""
     endpoint = config.otel_exporter_otlp_endpoint
     if config.otel_exporter_otlp_protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
@@ -155,7 +158,8 @@ def otlp_span_exporter(config: ObserveConfig, timeout: float | None = None) -> A
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     # The endpoint setting is a base URL, as in the OTLP spec; the HTTP exporter wants the full path.
-    return OTLPSpanExporter(endpoint=(endpoint or "http://localhost:4318").rstrip("/") + "/v1/traces", timeout=timeout)
+    url = (endpoint or "http://localhost:4318").rstrip("/") + "/v1/traces"
+    return OTLPSpanExporter(endpoint=url, timeout=timeout, session=session)
 
 
 @dataclasses.dataclass

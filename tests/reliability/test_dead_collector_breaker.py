@@ -1,7 +1,8 @@
 """The dead-collector breaker (issue #30, ``django_observe.breaker``) in a real gunicorn worker exporting to a
 real OTLP receiver that is started, stopped and restarted on the same port.
 
-While the collector is down, batches are dropped without trying (``otel_export_dropped_total{signal="spans"}``
+While the collector is down, the first export fails at once (a refused connection is not retried) and batches
+are dropped without trying (``otel_export_dropped_total{signal="spans"}``
 counts them, one line says so); when it is back, the spans of requests made after the restart arrive. With the
 collector up, every request's span arrives and nothing is counted as dropped.
 """
@@ -65,6 +66,10 @@ def test_spans_are_dropped_while_the_collector_is_down_and_arrive_again_after_it
 
         support.wait_until(breaker_dropped, timeout=120, interval=0.2, message="spans dropped by the breaker")
         assert "dropped without trying" in web.output()
+        # Refused at once, not retried by the exporter (1, 2, 4 s while the span queue filled): the exporter's
+        # first line is its failure, not a retry (breaker.fail_fast_session).
+        assert "Failed to export spans batch" in web.output()
+        assert "retrying in" not in web.output()
         # Back on the same port: the spans of requests made from now on arrive.
         receiver = HttpReceiver(port).__enter__()
         try:

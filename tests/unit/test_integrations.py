@@ -112,7 +112,7 @@ def test_no_library_is_patched_outside_integrations():
 # row -> the attributes it replaces: (module, class or None for a module attribute, attribute)
 PATCHED = {
     "auth": [
-        ("django.contrib.auth.middleware", None, "get_user"),
+        ("django.contrib.auth", None, "get_user"),
         ("rest_framework.request", "Request", "_authenticate"),
         ("rest_framework.views", "APIView", "check_permissions"),
     ],

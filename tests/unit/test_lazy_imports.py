@@ -2,7 +2,10 @@
 load, as before, for a project that asks for them.
 
 - django-health-check: its ``__init__`` imports its built-in checks, which import dnspython and redis;
-- structlog: its ``__init__`` imports its Twisted support, which imports Twisted when installed.
+- structlog: its ``__init__`` imports its Twisted support, which imports Twisted when installed;
+- django.contrib.auth's middleware module (its views, forms and django.contrib.sites), for a project that does
+  not list the middleware;
+- importlib.abc (and importlib.resources with it), which our import hooks do not need.
 """
 
 import json
@@ -16,7 +19,13 @@ import json, os, sys
 import django
 django.setup()
 import django_observe.health
-out = {"after_ours": sorted(m for m in ("redis", "dns", "opentelemetry", "health_check.checks") if m in sys.modules)}
+# django.contrib.auth.middleware: this project lists django.contrib.auth but not its middleware (the auth row
+# wraps django.contrib.auth.get_user, which the middleware calls; importing the middleware loads auth's views).
+# importlib.resources: importlib.abc imports it, for ABCs an import hook does not need to subclass.
+optional = (
+    "redis", "dns", "opentelemetry", "health_check.checks", "django.contrib.auth.middleware", "importlib.resources"
+)
+out = {"after_ours": sorted(m for m in optional if m in sys.modules)}
 import health_check
 from django_observe.health import Database
 out["subclass"] = issubclass(Database, health_check.HealthCheck)
