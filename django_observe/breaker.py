@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from . import forking
+
 __all__ = ["CollectorUnreachable", "ExportBreaker", "fail_fast_session"]
 
 logger = logging.getLogger("django_observe.export")
@@ -55,6 +57,8 @@ class ExportBreaker:
         clock: Callable[[], float] = time.monotonic,
     ):
         self.exporter = exporter
+        # The first export imports the exporter's encoders and its HTTP client's lazy modules.
+        self._export = forking.forks_wait_for_first_call(exporter.export)
         self.what, self.where = what, where
         self._failure, self._succeeded, self._on_drop = failure, succeeded, on_drop
         self._first, self._longest, self._clock = first, longest, clock
@@ -83,7 +87,7 @@ class ExportBreaker:
                 except Exception:  # a counter must never break the export thread
                     pass
             return self._failure
-        result = self.exporter.export(batch, *args, **kwargs)
+        result = self._export(batch, *args, **kwargs)
         if self._succeeded(result):
             self._closed()
         else:

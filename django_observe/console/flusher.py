@@ -18,6 +18,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from .. import forking
 from .recorder import HOST, Batch, quiet
 
 if TYPE_CHECKING:
@@ -116,8 +117,9 @@ class Flusher(threading.Thread):
         return flusher
 
     def run(self) -> None:
+        flush = forking.forks_wait_for_first_call(self.flush)  # the first flush imports the store's modules
         while not self._stop_event.wait(self.recorder.options.flush_seconds):
-            self.flush()
+            flush()
 
     def stop(self) -> None:
         """Stop the thread after one last flush (process exit)."""

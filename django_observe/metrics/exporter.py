@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterable
 from typing import IO, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
+from .. import forking
 from ..security import bearer_token_matches
 
 __all__ = [
@@ -465,7 +466,9 @@ class Exporter:
         max_connections: int = 16,
         client_allowed: Callable[[str], bool] | None = None,
     ):
-        self.address, self.port, self.app, self.retry_seconds = address, port, app, retry_seconds
+        self.address, self.port, self.retry_seconds = address, port, retry_seconds
+        # The first scrape imports what the collectors read (a gunicorn master forks while it serves).
+        self.app = forking.forks_wait_for_first_call(app)
         self.connection_timeout, self.max_connections = connection_timeout, max_connections
         self.client_allowed = client_allowed
         self.lock_path = os.path.join(lock_dir, f"exporter-{port}.lock") if lock_dir else None

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .. import shutdown
+from .. import forking, shutdown
 from ..identity import ServiceIdentity, instance_id
 from ..runtime import current
 from .exporter import make_registry, take_group_lock
@@ -254,9 +254,10 @@ class MetricsPusher:
             return self.exporter.export(data, timeout_millis=10_000) == MetricExportResult.SUCCESS
 
     def run(self) -> None:
+        push = forking.forks_wait_for_first_call(self.push)  # the first push imports about 50 modules
         while not self._stop.wait(self.interval):
             try:
-                self.push()
+                push()
             except Exception:  # never let one bad export stop the thread
                 logger.warning("OTLP metrics export failed", exc_info=True)
 

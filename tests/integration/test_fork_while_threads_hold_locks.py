@@ -77,3 +77,52 @@ def test_a_child_forked_while_a_thread_holds_the_import_or_metric_lock_goes_on(t
     assert result.returncode == 0, result.stderr[-3000:]
     # -14: the child was still blocked when its 5 s alarm fired
     assert result.stdout.splitlines() == ["import: exit 0", "metric update: exit 0"], result.stderr[-3000:]
+
+
+FIRST_PUSH_PROBE = """
+import os, signal, sys, threading
+
+sys.path.insert(0, sys.argv[1])
+sys.first_push_importing = threading.Event()
+
+from django_observe.identity import ServiceIdentity
+from django_observe.metrics.otlp import MetricsPusher, _exporter
+
+
+def collect():
+    import imported_by_first_push  # noqa: F401  (sets the event, then takes a second to finish)
+    return []
+
+
+exporter = _exporter("http://127.0.0.1:9", "http/protobuf", 1)  # nothing listens: nothing is exported
+MetricsPusher(None, collect, ServiceIdentity(), exporter, 0.05).start()
+assert sys.first_push_importing.wait(30), "the first push did not start"
+pid = os.fork()
+if pid == 0:
+    signal.alarm(5)  # blocked: killed by SIGALRM
+    import imported_by_first_push  # noqa: F401,F811
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+print(f"exit {os.waitstatus_to_exitcode(status)}", flush=True)
+"""
+
+
+def test_a_child_forked_during_the_first_push_does_not_block_on_a_module_it_was_importing(tmp_path):
+    """CPython does not reinitialise a module's import lock in the child: a module the parent's pusher was
+    executing at the fork is left half-imported there, its lock held by a thread the child does not have. The
+    fork waits for the pusher's first push instead (it imports about 50 modules)."""
+    support.require_fork()
+    (tmp_path / "imported_by_first_push.py").write_text(
+        "import sys, time\nsys.first_push_importing.set()\ntime.sleep(1.0)\n"
+    )
+    env = support.project_env(PYTHONWARNINGS="ignore::DeprecationWarning")
+    result = subprocess.run(
+        [support.PYTHON, "-c", FIRST_PUSH_PROBE, str(tmp_path)],
+        cwd=support.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines() == ["exit 0"], result.stderr[-3000:]  # -14: blocked until the alarm
