@@ -28,14 +28,11 @@ from .health.registry import build_specs, find_celery_app
 from .health.runner import HealthRunner
 from .identity import ServiceIdentity
 from .integrations import INTEGRATIONS, http_clients, prometheus_files, sqlcomment
-from .integrations import console as console_hooks
+from .integrations._uses import console_installed
 from .llm.content import WithheldTexts, captures_content
 from .logging import configure_logging
-from .metrics import otlp as otlp_metrics
 from .metrics.setup import build_metrics, prepare_multiprocess, start_exporter, state_of
 from .runtime import Runtime
-from .tracing.contrib import uninstrument_django
-from .tracing.setup import configure_tracing, instrument_libraries
 
 __all__ = [
     "MIDDLEWARE",
@@ -172,16 +169,14 @@ def build_runtime(
         identity=identity,
         health=health,
         metrics=metrics,
-        tracing=configure_tracing(
-            config, role=role, identity=identity, withheld=llm_errors, on_drop=_dropped(metrics, "spans")
-        ),
+        tracing=_tracing(config, role=role, identity=identity, withheld=llm_errors, on_drop=_dropped(metrics, "spans")),
         queries=queries.QueryCounter(config.db_query_stats, config.db_repeated_query_threshold),
         sql_comments=sqlcomment.SqlComments(tracing=config.otel_enabled) if config.tracing_sql_commenter else None,
         outbound=http_clients.OutboundPolicy.from_config(config),
         logging_setup=_logging_setup(
             config, identity, project_logging=project_logging, withheld=llm_errors, metrics=metrics
         ),
-        console=console_hooks.recorder_for(config, health, llm_errors) if console else None,
+        console=_console_recorder(config, health, llm_errors) if console else None,
         llm_errors=llm_errors,
     )
 
@@ -229,6 +224,8 @@ def _apply(rt: Runtime, django_settings: Any, previous: Runtime | None = None) -
         # First: the Celery instrumentor's task_prerun then opens the task's span before ours logs
         # task_started, so every task line carries the trace (integrations.celery keeps the span's ids for
         # the duration's exemplar, since the instrumentor's task_postrun ends the span before ours runs).
+        from .tracing.setup import instrument_libraries
+
         instrument_libraries()
     wired = []
     for integration in INTEGRATIONS:
@@ -240,9 +237,41 @@ def _apply(rt: Runtime, django_settings: Any, previous: Runtime | None = None) -
     rt.integrations = tuple(wired)
 
 
+# Imported only where used: with tracing off nothing of tracing.setup is loaded, without the console app none
+# of its recorder, without an OTLP metrics exporter none of the pusher.
+
+
+def _tracing(config: conf.ObserveConfig, **kwargs: Any) -> Any:
+    if not config.otel_enabled:
+        return None
+    from .tracing.setup import configure_tracing
+
+    return configure_tracing(config, **kwargs)
+
+
+def _uninstrument_django() -> bool:
+    from .tracing.contrib import uninstrument_django
+
+    return uninstrument_django()
+
+
+def _console_recorder(config: conf.ObserveConfig, health: Any, llm_errors: Any) -> Any:
+    from .integrations.console import recorder_for
+
+    return recorder_for(config, health, llm_errors)
+
+
+def _push_otlp_metrics(state: Any, config: conf.ObserveConfig, identity: ServiceIdentity, role: str) -> Any:
+    if not (config.otel_enabled and config.otel_metrics_exporter == "otlp"):
+        return None
+    from .metrics import otlp
+
+    return otlp.start(state, config, identity, role)
+
+
 def _console_records(role: str) -> bool:
     """The console app is installed and this process is not a one-off management command (migrate, shell...)."""
-    return console_hooks.console_installed() and not (role == "command" and process.is_management_command())
+    return console_installed() and not (role == "command" and process.is_management_command())
 
 
 def _fallback_config(django_settings: Any) -> conf.ObserveConfig:
@@ -296,7 +325,7 @@ def start(django_settings: Any) -> Runtime:
     if config.auto_middleware:
         install_middleware(django_settings)
     # opentelemetry-instrument (or the project) switched the contrib instrumentor on: one span per request.
-    took_over = config.otel_enabled and uninstrument_django()
+    took_over = config.otel_enabled and _uninstrument_django()
     rt = _build_or_report(config, role, django_settings)
     runtime.install(rt)
     if role == "web":
@@ -308,7 +337,7 @@ def start(django_settings: Any) -> Runtime:
     if state is not None:
         start_exporter(state, config, role)
         identity = rt.identity if isinstance(rt.identity, ServiceIdentity) else ServiceIdentity.from_config(config)
-        state.otlp = otlp_metrics.start(state, config, identity, role)
+        state.otlp = _push_otlp_metrics(state, config, identity, role)
     return rt
 
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import shutdown
-from ..logging.otlp import flush_all as flush_otlp_logs
+from ..logging import flush_otlp_logs
 from ..metrics.exporter import unsafe_directory
 from ..metrics.tasks import NO_TASK_METRICS, NoTaskMetrics
 from ..runtime import Runtime

@@ -23,7 +23,7 @@ from typing import Any
 from ..correlation import get_correlation_id
 from ..metrics.tasks import NO_TASK_METRICS
 from ..runtime import Runtime
-from . import _celery_worker
+from . import _celery_worker, _uses
 from ._celery_worker import heartbeat_age, heartbeat_files, heartbeat_path
 from .tasks import QueueIntegration, TaskRun
 
@@ -162,9 +162,8 @@ class CeleryIntegration(QueueIntegration):
     logger = logger
 
     def available(self, runtime: Runtime) -> bool:
-        """The project uses Celery: ``celery`` imported (a project's Celery app is created when its package
-        loads, a worker imports it first) or ``CELERY_APP`` set."""
-        return "celery" in sys.modules or bool(runtime.config.celery_app)
+        """The project uses Celery (:func:`integrations._uses.celery`)."""
+        return _uses.celery(runtime)
 
     def hook(self, runtime: Runtime) -> None:
         from celery import signals

@@ -29,9 +29,7 @@ a failure of django_observe is logged and the connection runs unobserved.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import logging
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -40,6 +38,7 @@ from urllib.parse import parse_qsl
 from ..correlation import correlation_id_var, tag_exception
 from ..metrics.recorders import WebSocketMetrics, websocket_metrics
 from ..runtime import Correlation, Runtime
+from . import _uses
 from ._patching import Patches
 
 __all__ = ["QUERY_PARAM", "ChannelsIntegration", "WebSocketObserver", "consumer_name", "integration"]
@@ -338,13 +337,8 @@ class ChannelsIntegration:
         self.observer: WebSocketObserver | None = None  # None: not installed, connections pass through
 
     def available(self, runtime: Runtime) -> bool:
-        """The project uses Channels: ``"channels"`` in ``INSTALLED_APPS`` or already imported, or ``"daphne"``
-        in ``INSTALLED_APPS`` (all Channels' installation guide asks for) with Channels installed."""
-        from django.apps import apps
-
-        if "channels" in sys.modules or apps.is_installed("channels"):
-            return True
-        return apps.is_installed("daphne") and importlib.util.find_spec("channels") is not None
+        """The project uses Channels (:func:`integrations._uses.channels`)."""
+        return _uses.channels(runtime)
 
     def install(self, runtime: Runtime) -> None:
         """Observe connections with ``runtime``'s parts; wraps ``AsyncConsumer.__call__`` once."""

@@ -28,21 +28,18 @@ from typing import Any
 from ..console import recorder as _recorder
 from ..console.recorder import ConsoleOptions, ConsoleRecorder, active
 from ..runtime import Runtime
+from . import _uses
 from ._patching import after_import, forget_after_import
 
 __all__ = ["ConsoleIntegration", "console_installed", "integration", "recorder_for"]
 
-APP = "django_observe.console"
+APP = _uses.CONSOLE_APP
 _clock = time.perf_counter_ns
 _installed: set[str] = set()
 _patches: list[tuple[Any, str, Any]] = []
 
 
-def console_installed() -> bool:
-    """Whether ``django_observe.console`` is in ``INSTALLED_APPS``."""
-    from django.apps import apps
-
-    return apps.apps_ready and apps.is_installed(APP)
+console_installed = _uses.console_installed
 
 
 def recorder_for(config: Any, health: Any = None, withheld: Any = None) -> ConsoleRecorder:
@@ -404,10 +401,8 @@ def _tasks_finished(sender: Any = None, task_result: Any = None, **kwargs: Any) 
 
 
 def _install_django_tasks() -> list[str]:
-    from ..integrations.django_tasks import installed_frameworks
-
     names = []
-    for name in installed_frameworks():
+    for name in _uses.task_frameworks():
         signals = importlib.import_module(f"{name}.signals")
         for signal, receiver in (
             (signals.task_enqueued, _tasks_enqueued),
@@ -491,8 +486,8 @@ class ConsoleIntegration:
     name = "console"
 
     def available(self, runtime: Runtime) -> bool:
-        """``django_observe.console`` is in ``INSTALLED_APPS``."""
-        return console_installed()
+        """``django_observe.console`` is in ``INSTALLED_APPS`` (:func:`integrations._uses.console`)."""
+        return _uses.console(runtime)
 
     def install(self, runtime: Runtime) -> None:
         """Wire the hooks once when ``runtime`` records for the console; else stop recording."""

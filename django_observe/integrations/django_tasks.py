@@ -25,12 +25,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..runtime import Runtime
+from . import _uses
 from .tasks import QueueIntegration, TaskRun, never_raise
 
 __all__ = ["FRAMEWORKS", "KWARG", "DjangoTasksIntegration", "installed_frameworks", "integration"]
 
 KWARG = "_django_observe"
-FRAMEWORKS = ("django.tasks", "django_tasks")  # Django 6's own, then the backport
+FRAMEWORKS = _uses.TASK_FRAMEWORKS
 logger = logging.getLogger("django_observe.tasks")
 
 _run: contextvars.ContextVar[TaskRun | None] = contextvars.ContextVar("django_observe_django_task_run", default=None)
@@ -158,13 +159,7 @@ def on_finished(sender: Any = None, task_result: Any = None, **kwargs: Any) -> N
 # --- the integration
 
 
-def installed_frameworks() -> list[str]:
-    """The task frameworks the project has: ``django.tasks`` when Django has it (6.0+), the ``django_tasks``
-    backport when it is in ``INSTALLED_APPS`` (as its installation asks) or already imported."""
-    from django.apps import apps
-
-    used = [name for name in FRAMEWORKS if name == "django.tasks" or apps.is_installed(name) or name in sys.modules]
-    return [name for name in used if name in sys.modules or importlib.util.find_spec(name) is not None]
+installed_frameworks = _uses.task_frameworks
 
 
 class DjangoTasksIntegration(QueueIntegration):
@@ -175,8 +170,8 @@ class DjangoTasksIntegration(QueueIntegration):
     context = False  # DJANGO_TASKS_CONTEXT
 
     def available(self, runtime: Runtime) -> bool:
-        """A task framework is there (:func:`installed_frameworks`)."""
-        return bool(installed_frameworks())
+        """A task framework is there (:func:`integrations._uses.django_tasks`)."""
+        return _uses.django_tasks(runtime)
 
     def hook(self, runtime: Runtime) -> None:
         """Connect the receivers and wrap ``Task.enqueue``/``aenqueue`` of each framework."""

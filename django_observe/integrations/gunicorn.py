@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import types
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 from .. import conf, shutdown
 from ..logging.setup import level_number, switch_off
 from ..runtime import Runtime
+from . import _uses
 
 __all__ = [
     "GunicornIntegration",
@@ -129,8 +129,8 @@ class GunicornIntegration:
     name = "gunicorn"
 
     def available(self, runtime: Runtime) -> bool:
-        """This process is a gunicorn worker (its master imported ``gunicorn.arbiter`` before forking it)."""
-        return "gunicorn.arbiter" in sys.modules
+        """This process is a gunicorn worker (:func:`integrations._uses.gunicorn`)."""
+        return _uses.gunicorn(runtime)
 
     def install(self, runtime: Runtime) -> None:
         """``worker_exit`` flushes ``runtime``'s buffered spans."""

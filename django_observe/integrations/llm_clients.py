@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..llm.usage import field, usage_from
+from . import _uses
 from ._patching import after_import
 from .genai import LLMCall, current_llm_call, record_call, withhold
 
@@ -321,8 +322,8 @@ class LLMClientsIntegration:
     name = "llm_clients"
 
     def available(self, runtime: Runtime) -> bool:
-        """An SDK is installed: it is patched when the project imports it, never imported for it."""
-        return any(sdk.installed() for sdk in SDKS)
+        """An SDK is installed (:func:`integrations._uses.llm_sdks`): patched when the project imports it."""
+        return _uses.llm_sdks(runtime)
 
     def install(self, runtime: Runtime) -> None:
         """Patch each installed SDK now if imported, else on its import. The wrappers record through

@@ -24,12 +24,12 @@ import contextvars
 import datetime
 import functools
 import logging
-import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..logging.otlp import flush_all as flush_otlp_logs
+from ..logging import flush_otlp_logs
 from ..runtime import Runtime
+from . import _uses
 from .tasks import QueueIntegration, TaskRun
 
 __all__ = ["META_KEY", "RQIntegration", "integration"]
@@ -209,10 +209,8 @@ class RQIntegration(QueueIntegration):
     tracing: Any = None  # the runtime's tracing state: the horse flushes it
 
     def available(self, runtime: Runtime) -> bool:
-        """The project uses RQ: ``"django_rq"`` in ``INSTALLED_APPS``, or ``rq`` already imported."""
-        from django.apps import apps
-
-        return apps.is_installed("django_rq") or "rq" in sys.modules
+        """The project uses RQ (:func:`integrations._uses.rq`)."""
+        return _uses.rq(runtime)
 
     def hook(self, runtime: Runtime) -> None:
         """Wrap ``Queue.create_job``, ``Worker.execute_job``, ``Worker.perform_job`` and ``Job.perform``."""

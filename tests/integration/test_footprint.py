@@ -99,6 +99,28 @@ def test_with_tracing_on_a_project_not_using_it_does_not_import_it(library, trac
     assert _loaded(tracing_on, packages) == [], f"{library} imported by a traced project that does not use it"
 
 
+# Our own code for what the benchmark project does not use (no Celery, RQ, Channels or console; tracing off; no
+# OTLP metrics): the row modules and subsystems stay unimported too.
+OURS_UNUSED = (
+    "django_observe.integrations.celery",
+    "django_observe.integrations.tasks",
+    "django_observe.integrations.rq",
+    "django_observe.integrations.channels",
+    "django_observe.integrations.console",
+    "django_observe.console.recorder",
+    "django_observe.integrations.gunicorn",
+    "django_observe.tracing.setup",
+    "django_observe.metrics.otlp",
+    "django_observe.logging.otlp",
+)
+
+
+@pytest.mark.parametrize("module", OURS_UNUSED)
+def test_our_code_for_what_the_project_does_not_use_is_not_imported(module, tracing_off):
+    assert "django_observe.wiring" in tracing_off
+    assert module not in tracing_off
+
+
 def test_module_families_and_memory_within_the_baseline():
     baseline = json.loads(footprint.BASELINE.read_text())["results"]
     configs = ["bare", "observe"] + (["observe_otel"] if "observe_otel" in baseline else [])

@@ -71,11 +71,14 @@ def test_the_consumer_label_is_the_class_path():
 def test_it_is_in_the_table_and_available_only_when_the_project_uses_channels(monkeypatch):
     from django.apps import apps
 
-    assert ch.integration in INTEGRATIONS
+    (row,) = [row for row in INTEGRATIONS if row.name == "channels"]
+    assert row.row is ch.integration  # deferred: the module is imported only for a project that uses Channels
     monkeypatch.delitem(sys.modules, "channels", raising=False)
     assert ch.integration.available(None) is False  # importable, but neither installed nor imported
+    assert row.available(None) is False
     monkeypatch.setitem(sys.modules, "channels", object())
     assert ch.integration.available(None) is True
+    assert row.available(None) is True
     monkeypatch.delitem(sys.modules, "channels")
     installed = apps.is_installed
     monkeypatch.setattr(apps, "is_installed", lambda name: name == "daphne" or installed(name))

@@ -265,3 +265,25 @@ def test_log_records_are_redacted_like_stdout(otlp_logs):
     assert "planted" not in str(record.body)
     assert all("planted" not in str(v) for v in record.attributes.values())
     assert record.attributes["password"] == "[REDACTED]"
+
+
+def test_flush_otlp_logs_exports_what_the_root_handlers_buffered():
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+
+    from django_observe.logging import flush_otlp_logs
+    from django_observe.logging.otlp import OtlpLogHandler
+
+    exporter = InMemoryLogRecordExporter()
+    handler = OtlpLogHandler(
+        identity=ServiceIdentity("shop", "1", "dev"), exporter_factory=lambda: exporter, otel_enabled=True
+    )
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        logging.getLogger("tests.flush_otlp_logs").error("leaving with os._exit")
+        assert exporter.get_finished_logs() == ()  # buffered: the batch's delay has not elapsed
+        flush_otlp_logs()
+        assert [r.log_record.body for r in exporter.get_finished_logs()] == ["leaving with os._exit"]
+    finally:
+        root.removeHandler(handler)
+        handler.close()

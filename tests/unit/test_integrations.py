@@ -9,12 +9,13 @@ import dataclasses
 import importlib
 import inspect
 import pkgutil
+import sys
 from pathlib import Path
 
 import pytest
 
 from django_observe import integrations, runtime
-from django_observe.integrations import INTEGRATIONS
+from django_observe.integrations import INTEGRATIONS, Deferred
 from tests import support
 
 PACKAGE = Path(integrations.__file__).parent
@@ -38,7 +39,9 @@ def test_every_module_is_a_row_of_the_table_and_implements_the_protocol():
     for name in modules:
         module = importlib.import_module(f"django_observe.integrations.{name}")
         row = module.integration
-        assert row is ROWS[name]
+        listed = ROWS[name]
+        # A deferred row stands for the module's own until the project uses the library.
+        assert row is (listed.row if isinstance(listed, Deferred) else listed)
         assert isinstance(row.name, str)
         assert list(inspect.signature(row.available).parameters) == ["runtime"]
         assert list(inspect.signature(row.install).parameters) == ["runtime"]
@@ -237,3 +240,26 @@ def test_install_then_uninstall_puts_the_library_back(name, observe):
         for other in INTEGRATIONS:
             if other.available(runtime.get_runtime()):
                 other.install(runtime.get_runtime())
+
+
+# --- deferred rows: the module is imported only for a project that uses the library
+
+DEFERRED = [row for row in INTEGRATIONS if isinstance(row, Deferred)]
+
+
+def test_the_rows_for_libraries_a_project_may_not_use_are_deferred():
+    assert {row.name for row in DEFERRED} >= {"celery", "django_tasks", "rq", "channels", "console", "gunicorn"}
+
+
+@pytest.mark.parametrize("row", DEFERRED, ids=lambda row: row.name)
+def test_a_deferred_row_answers_as_its_module_does(row, observe):
+    observe()
+    rt = runtime.get_runtime()
+    assert row.available(rt) == row.row.available(rt)
+
+
+@pytest.mark.parametrize("row", DEFERRED, ids=lambda row: row.name)
+def test_uninstalling_a_deferred_row_never_imported_imports_nothing(row, monkeypatch):
+    monkeypatch.delitem(sys.modules, row.module)  # as in a process that never imported it
+    row.uninstall()
+    assert row.module not in sys.modules

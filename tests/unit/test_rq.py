@@ -30,11 +30,14 @@ def queue():
 
 
 def test_it_is_in_the_table_and_available_only_when_the_project_uses_rq(monkeypatch):
-    assert rqi.integration in INTEGRATIONS
+    (row,) = [row for row in INTEGRATIONS if row.name == "rq"]
+    assert row.row is rqi.integration  # deferred: the module is imported only for a project that uses RQ
     monkeypatch.delitem(sys.modules, "rq", raising=False)
     assert rqi.integration.available(None) is False  # importable, but neither installed nor imported
+    assert row.available(None) is False
     monkeypatch.setitem(sys.modules, "rq", object())
     assert rqi.integration.available(None) is True
+    assert row.available(None) is True
 
 
 def test_the_job_carries_the_callers_correlation_id_beside_its_own_meta(installed, queue):
