@@ -7,8 +7,11 @@ measured over 50,000 requests, resident memory that kept growing (docs/performan
 
 After a failed export the breaker opens: batches are dropped without trying until a backoff expires (1 s,
 doubling up to 30 s while the collector stays down), each dropped item counted (``on_drop``) and one log line
-when it opens. When the backoff expires the next batch is tried; its success closes the breaker (one line says
-how many were dropped meanwhile). A healthy collector sees every batch: the breaker acts only after a failure.
+when it opens. When the backoff expires the next batch is tried, its first item alone first (``TRIAL_ITEMS``):
+a collector still down costs the encoding of one item, not of a whole batch (512 spans, about a megabyte of
+transient memory in the export thread, whose malloc arena keeps it). The trial's success closes the breaker
+(one line says how many were dropped meanwhile) and the rest of the batch follows. A healthy collector sees
+every batch whole: the breaker acts only after a failure.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ logger = logging.getLogger("django_observe.export")
 
 FIRST_BACKOFF = 1.0
 LONGEST_BACKOFF = 30.0
+TRIAL_ITEMS = 1
 
 
 class ExportBreaker:
@@ -74,25 +78,35 @@ class ExportBreaker:
 
     def export(self, batch: Sequence[Any], *args: Any, **kwargs: Any) -> Any:
         with self._lock:
-            if self._clock() < self._retry_at:
-                self.dropped += len(batch)
-                self.dropped_total += len(batch)
-                drop = True
-            else:
-                drop = False
+            drop = self._clock() < self._retry_at
+            trial = self._failures > 0
         if drop:
-            if self._on_drop is not None:
-                try:
-                    self._on_drop(len(batch))
-                except Exception:  # a counter must never break the export thread
-                    pass
+            self._drop(len(batch))
             return self._failure
+        if trial and len(batch) > TRIAL_ITEMS:
+            result = self._export(batch[:TRIAL_ITEMS], *args, **kwargs)
+            if not self._succeeded(result):
+                self._failed()
+                self._drop(len(batch) - TRIAL_ITEMS)
+                return result
+            self._closed()
+            batch = batch[TRIAL_ITEMS:]
         result = self._export(batch, *args, **kwargs)
         if self._succeeded(result):
             self._closed()
         else:
             self._failed()
         return result
+
+    def _drop(self, count: int) -> None:
+        with self._lock:
+            self.dropped += count
+            self.dropped_total += count
+        if self._on_drop is not None:
+            try:
+                self._on_drop(count)
+            except Exception:  # a counter must never break the export thread
+                pass
 
     def _closed(self) -> None:
         with self._lock:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, get_script_prefix, reverse
 
@@ -36,17 +36,19 @@ from .runtime import get_runtime
 
 __all__ = ["ObserveMiddleware"]
 
-PROBE_VIEWS: dict[str, Callable[..., Any]] = {
-    "django_observe:healthz": health_views.healthz,
-    "django_observe:readyz": health_views.readyz,
+# URL name -> (the view a sync worker calls, the view an async one awaits or calls).
+PROBE_VIEWS: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
+    "django_observe:healthz": (health_views.healthz, health_views.healthz),
+    "django_observe:readyz": (health_views.readyz_sync, health_views.readyz),
 }
 
 
-def probe_routes() -> dict[str, Callable[..., Any]]:
-    """``path_info`` -> view for the probe endpoints, wherever the project mounted them."""
+def probe_routes(is_async: bool = False) -> dict[str, Callable[..., Any]]:
+    """``path_info`` -> view for the probe endpoints, wherever the project mounted them, in the worker's mode."""
     prefix = get_script_prefix()
     routes = {}
-    for name, view in PROBE_VIEWS.items():
+    for name, views in PROBE_VIEWS.items():
+        view = views[1] if is_async else views[0]
         try:
             url = reverse(name)
         except NoReverseMatch:
@@ -108,7 +110,7 @@ class ObserveMiddleware:
     def _probe(self, request: HttpRequest) -> Callable[..., Any] | None:
         probes = self._probes
         if probes is None:
-            probes = self._probes = probe_routes()
+            probes = self._probes = probe_routes(self.is_async)
         return probes.get(request.path_info) if probes else None
 
     def _correlation_id(self, request: HttpRequest) -> str:
@@ -177,12 +179,12 @@ class ObserveMiddleware:
             return self.__acall__(request)
         probes = self._probes
         if probes is None:
-            probes = self._probes = probe_routes()
+            probes = self._probes = probe_routes(False)
         if probes:
             view = probes.get(request.path_info)
             if view is not None:
                 setattr(request, PROBE_ATTR, True)  # Django's own line of a failing probe is a duplicate
-                return async_to_sync(view)(request) if iscoroutinefunction(view) else view(request)
+                return view(request)
         start = _clock()
         correlation_id = request.correlation_id = self._correlation_id(request)
         token = correlation_id_var.set(correlation_id)

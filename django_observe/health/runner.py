@@ -105,6 +105,15 @@ async def run_check(
     return CheckResult(spec, status, duration_ms, now, error, detail, observation)
 
 
+@dataclasses.dataclass
+class _Plan:
+    """One run's share-out: what is answered already, the checks this caller runs, the runs it waits for."""
+
+    results: dict[str, CheckResult] = dataclasses.field(default_factory=dict)
+    owned: list[tuple[CheckSpec, concurrent.futures.Future[CheckResult]]] = dataclasses.field(default_factory=list)
+    waiting: dict[str, concurrent.futures.Future[CheckResult]] = dataclasses.field(default_factory=dict)
+
+
 class HealthRunner:
     """Runs a fixed list of checks with a per-check TTL cache and single flight.
 
@@ -144,20 +153,38 @@ class HealthRunner:
                 never ran is waited for.
         """
         specs = list(specs)
+        plan = self._plan(specs, serve_stale)
+        if plan.owned or plan.waiting:
+            await self._complete(plan)
+        return [plan.results[spec.id] for spec in specs]
+
+    def run_sync(self, specs: Iterable[CheckSpec], *, serve_stale: bool = False) -> list[CheckResult]:
+        """:meth:`run` for a thread without a running event loop (a WSGI worker, a management command).
+
+        What the cache or a previous result answers (readiness polled within the TTL, or served stale while a
+        refresh runs) is returned without an event loop; a loop runs in this thread only when a check must be
+        waited for. ``async_to_sync`` would start a thread and an event loop for every probe instead.
+        """
+        specs = list(specs)
+        plan = self._plan(specs, serve_stale)
+        if plan.owned or plan.waiting:
+            asyncio.run(self._complete(plan))
+        return [plan.results[spec.id] for spec in specs]
+
+    def _plan(self, specs: list[CheckSpec], serve_stale: bool) -> _Plan:
+        """Take what the cache answers, join the runs under way, own the rest; start the background refreshes."""
         now = time.monotonic()
-        owned: list[tuple[CheckSpec, concurrent.futures.Future[CheckResult]]] = []
+        plan = _Plan()
         background: list[tuple[CheckSpec, concurrent.futures.Future[CheckResult]]] = []
-        waiting: dict[str, concurrent.futures.Future[CheckResult]] = {}
-        results: dict[str, CheckResult] = {}
         with self._lock:
             for spec in specs:
                 cached = self._cache.get(spec.id)
                 if cached is not None and now - cached[0] < self.ttl:
-                    results[spec.id] = cached[1]
+                    plan.results[spec.id] = cached[1]
                     continue
                 future = self._inflight.get(spec.id)
                 if serve_stale and cached is not None:  # expired, not cleared (clear_cache forces a fresh run)
-                    results[spec.id] = cached[1]
+                    plan.results[spec.id] = cached[1]
                     if future is None:
                         future = concurrent.futures.Future()
                         self._inflight[spec.id] = future
@@ -166,8 +193,8 @@ class HealthRunner:
                 if future is None:
                     future = concurrent.futures.Future()
                     self._inflight[spec.id] = future
-                    owned.append((spec, future))
-                waiting[spec.id] = future
+                    plan.owned.append((spec, future))
+                plan.waiting[spec.id] = future
         for spec, future in background:
             self.refreshes += 1
             threading.Thread(
@@ -176,14 +203,18 @@ class HealthRunner:
                 name=f"django_observe health refresh {spec.id}",
                 daemon=True,
             ).start()
-        if owned:
-            await asyncio.gather(*(self._run_owned(spec, future) for spec, future in owned))
-        for check_id, future in waiting.items():
+        return plan
+
+    async def _complete(self, plan: _Plan) -> None:
+        """Run the owned checks and wait for every result ``plan`` still lacks."""
+        if plan.owned:
+            await asyncio.gather(*(self._run_owned(spec, future) for spec, future in plan.owned))
+        for check_id, future in plan.waiting.items():
             spec = self.specs[check_id]
             try:
-                results[check_id] = await asyncio.wait_for(asyncio.wrap_future(future), spec.timeout + 1)
+                plan.results[check_id] = await asyncio.wait_for(asyncio.wrap_future(future), spec.timeout + 1)
             except TimeoutError:
-                results[check_id] = CheckResult(
+                plan.results[check_id] = CheckResult(
                     spec,
                     FAIL,
                     spec.timeout * 1000,
@@ -191,7 +222,6 @@ class HealthRunner:
                     f"Timed out after {spec.timeout:g} seconds",
                     "waiting for a concurrent run",
                 )
-        return [results[spec.id] for spec in specs]
 
     async def _run_owned(self, spec: CheckSpec, future: concurrent.futures.Future[CheckResult]) -> None:
         result: CheckResult | None = None
@@ -254,10 +284,6 @@ class HealthRunner:
             result.detail,
             extra={"check": result.id, "check_status": result.status},
         )
-
-    def run_sync(self, specs: Iterable[CheckSpec]) -> list[CheckResult]:
-        """Blocking variant for management commands and sync callers."""
-        return asyncio.run(self.run(specs))
 
 
 def runner_of(health: object) -> HealthRunner | None:

@@ -13,7 +13,7 @@ from ..runtime import get_runtime
 from ..security import bearer_token_matches
 from . import drain, render
 from .render import FULL, PUBLIC, STATUS
-from .runner import HealthRunner, runner_of
+from .runner import CheckResult, HealthRunner, runner_of
 
 try:  # Django 5.1+
     from django.contrib.auth.decorators import login_not_required
@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - Django < 5.1 has no LoginRequiredMiddl
         return view
 
 
-__all__ = ["health", "health_check_detail", "healthz", "readyz"]
+__all__ = ["health", "health_check_detail", "healthz", "readyz", "readyz_sync"]
 
 ALLOWED = ("GET", "HEAD")
 
@@ -45,17 +45,27 @@ def _method_not_allowed() -> HttpResponse:
     return response
 
 
-async def is_authorized(request: HttpRequest) -> bool:
-    """A valid ``Authorization: Bearer <HEALTH_TOKEN>`` or an active staff session."""
+def _token_matches(request: HttpRequest) -> bool:
     config = get_runtime().config
     header = request.headers.get("Authorization", "")
-    if config.health_token and header and bearer_token_matches(header, config.health_token):
+    return bool(config.health_token and header and bearer_token_matches(header, config.health_token))
+
+
+def _is_staff(user: Any) -> bool:
+    return bool(getattr(user, "is_active", False) and getattr(user, "is_staff", False))
+
+
+async def is_authorized(request: HttpRequest) -> bool:
+    """A valid ``Authorization: Bearer <HEALTH_TOKEN>`` or an active staff session."""
+    if _token_matches(request):
         return True
     auser = getattr(request, "auser", None)
-    if auser is None:
-        return False
-    user = await auser()
-    return bool(getattr(user, "is_active", False) and getattr(user, "is_staff", False))
+    return auser is not None and _is_staff(await auser())
+
+
+def _is_authorized_sync(request: HttpRequest) -> bool:
+    """:func:`is_authorized` in a sync view (``request.user`` exists once Django's auth middleware ran)."""
+    return _token_matches(request) or _is_staff(getattr(request, "user", None))
 
 
 def _detail_level(authorized: bool) -> str:
@@ -82,15 +92,27 @@ def _excluded(request: HttpRequest, authorized: bool) -> set[str]:
 
 
 async def _report(request: HttpRequest, *, critical_only: bool) -> HttpResponse:
-    runtime = get_runtime()
-    runner = _runner(runtime.health)
+    runner = _runner(get_runtime().health)
     authorized = await is_authorized(request)
     # Readiness answers from the last results while one refresh runs: a hung dependency never holds the
     # pollers, so it never holds the workers liveness needs.
     selected = runner.select(critical_only=critical_only, exclude=_excluded(request, authorized))
     results = await runner.run(selected, serve_stale=critical_only)
+    return _report_response(request, results, authorized)
+
+
+def _report_sync(request: HttpRequest, *, critical_only: bool) -> HttpResponse:
+    """:func:`_report` in a sync worker, without an event loop unless a check must be waited for."""
+    runner = _runner(get_runtime().health)
+    authorized = _is_authorized_sync(request)
+    selected = runner.select(critical_only=critical_only, exclude=_excluded(request, authorized))
+    results = runner.run_sync(selected, serve_stale=critical_only)
+    return _report_response(request, results, authorized)
+
+
+def _report_response(request: HttpRequest, results: list[CheckResult], authorized: bool) -> HttpResponse:
     level = _detail_level(authorized)
-    config = runtime.config
+    config = get_runtime().config
     keys = config.log_redact_keys + config.secret_key_names + config.log_redact_paths
     status = render.overall_status(results)
     code = 503 if status == "unhealthy" else 200
@@ -113,15 +135,27 @@ def healthz(request: HttpRequest) -> HttpResponse:
     return _response({"status": "healthy"})
 
 
-@csrf_exempt
-@login_not_required
-async def readyz(request: HttpRequest) -> HttpResponse:
-    """Readiness: the critical checks; 503 when one fails or the process is draining."""
+def _not_ready(request: HttpRequest) -> HttpResponse | None:
     if request.method not in ALLOWED:
         return _method_not_allowed()
     if drain.is_draining():
         return _response({"status": "unhealthy", "error": "Shutting down"}, 503)
-    return await _report(request, critical_only=True)
+    return None
+
+
+@csrf_exempt
+@login_not_required
+async def readyz(request: HttpRequest) -> HttpResponse:
+    """Readiness: the critical checks; 503 when one fails or the process is draining."""
+    return _not_ready(request) or await _report(request, critical_only=True)
+
+
+@csrf_exempt
+@login_not_required
+def readyz_sync(request: HttpRequest) -> HttpResponse:
+    """:func:`readyz` for a sync worker (the middleware answers ``/readyz`` with it under WSGI): the same
+    answer without a thread and an event loop per probe."""
+    return _not_ready(request) or _report_sync(request, critical_only=True)
 
 
 @csrf_exempt

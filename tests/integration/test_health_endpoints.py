@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import json
+import threading
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -199,6 +200,25 @@ def test_200_concurrent_probes_run_each_check_once(observe):
         codes = list(pool.map(probe, range(200)))
     assert codes == [200] * 200
     assert runner.runs - before == critical
+
+
+def test_readyz_in_a_sync_worker_starts_no_thread_per_probe(observe, monkeypatch):
+    # Under WSGI the middleware once answered /readyz through async_to_sync: a thread and an event loop per
+    # probe, and over 50,000 requests a gunicorn worker's memory grew with the malloc arenas of those threads.
+    observe(HEALTH_CACHE_TTL=3600)
+    client = Client()
+    assert client.get("/readyz").status_code == 200  # the first run of each check is waited for
+    started = []
+    real_start = threading.Thread.start
+
+    def start(thread):
+        started.append(thread.name)
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    codes = [client.get("/readyz").status_code for _ in range(20)]
+    assert codes == [200] * 20
+    assert started == []
 
 
 def test_our_checks_work_in_django_health_check_view(client):

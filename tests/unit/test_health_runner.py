@@ -81,6 +81,27 @@ def test_cache_expires_after_ttl():
     assert check.calls == 2
 
 
+def test_run_sync_answers_a_cached_or_stale_result_without_an_event_loop(monkeypatch):
+    check = Counting(delay=0)
+    runner = HealthRunner([spec("c", check)], ttl=0.05)
+    runner.run_sync(runner.select())  # the first run is waited for, in an event loop
+    loops = []
+    real_run = asyncio.run
+    monkeypatch.setattr(asyncio, "run", lambda main, **kw: (loops.append(main), real_run(main, **kw))[1])
+    (cached,) = runner.run_sync(runner.select(), serve_stale=True)
+    assert cached.status == "pass" and loops == []
+    time.sleep(0.06)
+    release = threading.Event()
+    check.run = lambda: release.wait(15)  # the refresh runs until the test lets it finish
+    (stale,) = runner.run_sync(runner.select(), serve_stale=True)
+    assert stale is cached  # answered from the last result while one refresh runs in the background
+    assert runner.refreshes == 1 and "c" in runner._inflight
+    release.set()
+    support.wait_until(lambda: "c" not in runner._inflight)
+    assert len(loops) == 1  # the refresh's own loop, in its thread
+    assert runner.runs == 2
+
+
 def test_failure_keeps_public_message_and_redacted_detail():
     runner = HealthRunner([spec("database", Failing())], ttl=0)
     (result,) = runner.run_sync(runner.select())
