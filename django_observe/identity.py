@@ -133,15 +133,32 @@ def _provides(folder: str, package: str) -> bool:
             fh = open(os.path.join(folder, name), "rb")  # noqa: SIM115 (closed below)
         except FileNotFoundError:
             continue
-        # Line by line: a RECORD can be megabytes (the openai SDK's is 1.6 MB), and reading it whole would
-        # leave the process that much bigger.
+        # Searched in chunks, then parsed line by line only when the name occurs: a RECORD can be megabytes
+        # (mkdocs-material's is 1.6 MB), which read whole would leave the process that much bigger, and a
+        # Python loop over every line of every RECORD cost 12-16 ms of each start-up of a project that no
+        # installed distribution provides (the usual case), for about 150 distributions installed.
         with fh:
+            if not _mentions(fh, needle):
+                return False
+            fh.seek(0)
             for line in fh:
                 if needle in line:
                     path = line.decode("utf-8", "replace").strip()
                     if _top_name(path.rsplit(",", 2)[0] if "," in path else path) == package:
                         return True
         return False
+    return False
+
+
+def _mentions(fh: Any, needle: bytes, chunk_size: int = 1 << 16) -> bool:
+    """Whether the binary file ``fh`` contains ``needle``, read in chunks (an occurrence across two chunks too)."""
+    keep = len(needle) - 1
+    tail = b""
+    while chunk := fh.read(chunk_size):
+        window = tail + chunk
+        if needle in window:
+            return True
+        tail = window[len(window) - keep :] if keep else b""
     return False
 
 

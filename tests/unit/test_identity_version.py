@@ -49,3 +49,23 @@ def test_a_broken_dist_info_is_passed_over(site):
     (site / "broken-1.0.dist-info" / "top_level.txt").write_bytes(b"\xff\xfe")
     _dist(site, "good", "1.0", top_level="good\n")
     assert identity.distribution_version("good") == "1.0"
+
+
+def test_a_large_record_is_searched_past_its_first_chunk(site):
+    # RECORDs are searched in 64 KB chunks before any line is parsed: a package listed only after the first
+    # chunk, or whose name straddles two chunks, is still found; a RECORD that never names it is not parsed.
+    filler = [f"bulk/file_{i:06d}.py" for i in range(3000)]  # about 100 KB of other paths
+    _dist(site, "late", "4.2", record=[*filler, "latepkg/__init__.py"])
+    assert identity.distribution_version("latepkg") == "4.2"
+    assert identity.distribution_version("bulk") == "4.2"
+    assert identity.distribution_version("nothing_here") is None
+
+
+@pytest.mark.parametrize("offset", [0, 1, 3, 5, 6])
+def test_a_name_across_two_chunks_is_found(offset):
+    import io
+
+    data = b"x" * (8 - offset) + b"needle" + b"y" * 20
+    assert identity._mentions(io.BytesIO(data), b"needle", chunk_size=8)
+    assert not identity._mentions(io.BytesIO(data), b"needles", chunk_size=8)
+    assert identity._mentions(io.BytesIO(b"abc"), b"c", chunk_size=1)
