@@ -24,6 +24,7 @@ __all__ = [
     "console_installed",
     "django_tasks",
     "gunicorn",
+    "importable",
     "llm_sdks",
     "rq",
     "task_frameworks",
@@ -34,7 +35,8 @@ TASK_FRAMEWORKS = ("django.tasks", "django_tasks")  # Django 6's own, then the b
 LLM_SDKS = ("openai", "anthropic")
 
 
-def _importable(name: str) -> bool:
+def importable(name: str) -> bool:
+    """``name`` is imported already, or installed (found without importing it)."""
     return name in sys.modules or importlib.util.find_spec(name) is not None
 
 
@@ -69,7 +71,7 @@ def task_frameworks() -> list[str]:
     used = [
         name for name in TASK_FRAMEWORKS if name == "django.tasks" or apps.is_installed(name) or name in sys.modules
     ]
-    return [name for name in used if _importable(name)]
+    return [name for name in used if importable(name)]
 
 
 def django_tasks(runtime: Runtime) -> bool:
@@ -92,7 +94,7 @@ def console(runtime: Runtime) -> bool:
 def llm_sdks(runtime: Runtime) -> bool:
     """An LLM SDK (openai, anthropic) is installed: its calls are patched when the project imports it, and it
     is never imported for that."""
-    return any(_importable(name) for name in LLM_SDKS)
+    return any(importable(name) for name in LLM_SDKS)
 
 
 def gunicorn(runtime: Runtime) -> bool:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import importlib.util
 import logging
 import sys
 import time
@@ -266,7 +265,7 @@ class SDKPatch:
         self.targets = targets
 
     def installed(self) -> bool:
-        return self.name in sys.modules or importlib.util.find_spec(self.name) is not None
+        return _uses.importable(self.name)
 
     def install(self) -> None:
         """Patch now if the SDK is imported, else right after its first import (idempotent)."""

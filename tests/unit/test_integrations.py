@@ -263,3 +263,11 @@ def test_uninstalling_a_deferred_row_never_imported_imports_nothing(row, monkeyp
     monkeypatch.delitem(sys.modules, row.module)  # as in a process that never imported it
     row.uninstall()
     assert row.module not in sys.modules
+
+
+def test_the_llm_row_is_used_for_the_sdks_it_patches():
+    # integrations._uses decides whether to import the llm_clients row from its own list of SDK names: an SDK
+    # patched there but missing from that list would never be measured in a project that uses only it.
+    from django_observe.integrations import _uses, llm_clients
+
+    assert tuple(sdk.name for sdk in llm_clients.SDKS) == _uses.LLM_SDKS
