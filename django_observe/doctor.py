@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .conf import CONFIGURATION_URL, ObserveConfig
+from .otlp_exporters import otlp_exporter
 from .runtime import ConfigProblem
 
 __all__ = ["CHECKS", "Facts", "Finding", "diagnose"]
@@ -189,12 +190,12 @@ def _resource(config: ObserveConfig) -> Any:
 def _send_span(config: ObserveConfig) -> bool:
     from opentelemetry.sdk.trace import TracerProvider
 
-    from .tracing.setup import otlp_span_exporter
-
     provider = TracerProvider(resource=_resource(config))
     span = provider.get_tracer("django_observe.doctor").start_span(f"{TEST_NAME} span")
     span.end()
-    exporter = otlp_span_exporter(config, timeout=TIMEOUT)
+    exporter = otlp_exporter(
+        "traces", config.otel_exporter_otlp_endpoint, config.otel_exporter_otlp_protocol, timeout=TIMEOUT
+    )
     try:
         return getattr(exporter.export([span]), "name", "") == "SUCCESS"
     finally:
@@ -207,15 +208,15 @@ def _send_log(config: ObserveConfig) -> bool:
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
-    from .logging.otlp import _exporter
-
     made = InMemoryLogRecordExporter()
     provider = LoggerProvider(resource=_resource(config))
     provider.add_log_record_processor(SimpleLogRecordProcessor(made))
     provider.get_logger("django_observe.doctor").emit(
         severity_number=SeverityNumber.INFO, severity_text="INFO", body=f"{TEST_NAME} log record"
     )
-    exporter = _exporter(config.otel_exporter_otlp_endpoint, config.otel_exporter_otlp_protocol, timeout=TIMEOUT)
+    exporter = otlp_exporter(
+        "logs", config.otel_exporter_otlp_endpoint, config.otel_exporter_otlp_protocol, timeout=TIMEOUT
+    )
     try:
         return getattr(exporter.export(list(made.get_finished_logs())), "name", "") == "SUCCESS"
     finally:
@@ -230,7 +231,7 @@ def _send_metric(config: ObserveConfig) -> bool:
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
     from prometheus_client.core import GaugeMetricFamily
 
-    from .metrics.otlp import SCOPE, _exporter, to_metrics
+    from .metrics.otlp import SCOPE, to_metrics
 
     now = time.time_ns()
     family = GaugeMetricFamily(TEST_METRIC, "observe_doctor test metric", value=1)
@@ -238,7 +239,9 @@ def _send_metric(config: ObserveConfig) -> bool:
     data = MetricsData(
         [ResourceMetrics(_resource(config), [ScopeMetrics(InstrumentationScope(SCOPE), metrics, "")], "")]
     )
-    exporter = _exporter(config.otel_exporter_otlp_endpoint, config.otel_exporter_otlp_protocol, timeout=TIMEOUT)
+    exporter = otlp_exporter(
+        "metrics", config.otel_exporter_otlp_endpoint, config.otel_exporter_otlp_protocol, timeout=TIMEOUT
+    )
     try:
         return getattr(exporter.export(data, timeout_millis=TIMEOUT * 1000), "name", "") == "SUCCESS"
     finally:

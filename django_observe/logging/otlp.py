@@ -25,6 +25,7 @@ from typing import Any
 from .. import shutdown
 from ..breaker import ExportBreaker, fail_fast_session
 from ..identity import ServiceIdentity
+from ..otlp_exporters import otlp_exporter
 from .setup import TRACE, JSONFormatter
 
 __all__ = ["OtlpLogHandler", "flush_all"]
@@ -98,19 +99,6 @@ def _context(trace_id: Any, span_id: Any, sampled: Any) -> Any:
     return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
 
 
-def _exporter(endpoint: str | None, protocol: str, timeout: float | None = None, session: Any = None) -> Any:
-    """The OTLP exporter of ``endpoint`` and ``protocol`` (``timeout``: seconds, default the SDK's; ``session``:
-    the HTTP exporter's ``requests`` session, default its own)."""
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcExporter
-
-        return GrpcExporter(endpoint=endpoint or "http://localhost:4317", timeout=timeout)
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-
-    url = (endpoint or "http://localhost:4318").rstrip("/") + "/v1/logs"
-    return OTLPLogExporter(endpoint=url, timeout=timeout, session=session)
-
-
 class OtlpLogHandler(logging.Handler):
     """Sends each record to the OTLP endpoint as an OpenTelemetry log record (see the module docstring).
 
@@ -140,7 +128,7 @@ class OtlpLogHandler(logging.Handler):
         super().__init__(level)
         self.identity = identity
         self._exporter_factory = exporter_factory or (
-            lambda: _exporter(endpoint, protocol, session=fail_fast_session(os.environ))
+            lambda: otlp_exporter("logs", endpoint, protocol, session=fail_fast_session(os.environ))
         )
         self._where = endpoint or "the OTLP collector"
         self._on_drop = on_drop

@@ -37,6 +37,7 @@ from typing import Any
 
 from .. import forking, shutdown
 from ..identity import ServiceIdentity, instance_id
+from ..otlp_exporters import otlp_exporter
 from ..runtime import current
 from .exporter import make_registry, take_group_lock
 
@@ -168,19 +169,6 @@ def _histogram_points(family: Any, semconv: bool, start_ns: int, now_ns: int, po
     return points
 
 
-def _exporter(endpoint: str | None, protocol: str, timeout: float | None = None) -> Any:
-    """The OTLP exporter of ``endpoint`` and ``protocol`` (``timeout``: seconds, default the SDK's)."""
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
-
-        return GrpcExporter(endpoint=endpoint or "http://localhost:4317", timeout=timeout)
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-
-    return OTLPMetricExporter(
-        endpoint=(endpoint or "http://localhost:4318").rstrip("/") + "/v1/metrics", timeout=timeout
-    )
-
-
 def _group_start_ns(path: str | None) -> int:
     """Start of the cumulative series: kept in the group's directory, so a new exporter continues them."""
     if path is None:
@@ -300,7 +288,7 @@ def start(state: Any, config: Any, identity: ServiceIdentity, role: str) -> Metr
         path,
         lambda: _families(path, registry),
         identity,
-        _exporter(config.otel_exporter_otlp_endpoint, config.otel_exporter_otlp_protocol),
+        otlp_exporter("metrics", config.otel_exporter_otlp_endpoint, config.otel_exporter_otlp_protocol),
         config.otel_metric_export_interval / 1000,
     )
     pusher.start()

@@ -23,6 +23,7 @@ from ..breaker import fail_fast_session
 from ..conf import ObserveConfig
 from ..identity import ServiceIdentity
 from ..llm.content import WithheldTexts
+from ..otlp_exporters import otlp_exporter
 from .contrib import DjangoInstrumentation, instrumentation
 from .mismatch import MismatchWords
 from .server import ServerSpans
@@ -34,7 +35,6 @@ __all__ = [
     "describe",
     "flush",
     "instrument_libraries",
-    "otlp_span_exporter",
     "redact_exporters",
     "require_packages",
     "server_spans",
@@ -144,22 +144,12 @@ def _exporter(config: ObserveConfig) -> Any:
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
         return ConsoleSpanExporter()
-    return otlp_span_exporter(config, session=fail_fast_session(os.environ))
-
-
-def otlp_span_exporter(config: ObserveConfig, timeout: float | None = None, session: Any = None) -> Any:
-    """The OTLP span exporter of ``config``'s endpoint and protocol (``timeout``: seconds, default the SDK's;
-    ``session``: the HTTP exporter's ``requests`` session, default its own)."""
-    endpoint = config.otel_exporter_otlp_endpoint
-    if config.otel_exporter_otlp_protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
-
-        return GrpcExporter(endpoint=endpoint or "http://localhost:4317", timeout=timeout)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-    # The endpoint setting is a base URL, as in the OTLP spec; the HTTP exporter wants the full path.
-    url = (endpoint or "http://localhost:4318").rstrip("/") + "/v1/traces"
-    return OTLPSpanExporter(endpoint=url, timeout=timeout, session=session)
+    return otlp_exporter(
+        "traces",
+        config.otel_exporter_otlp_endpoint,
+        config.otel_exporter_otlp_protocol,
+        session=fail_fast_session(os.environ),
+    )
 
 
 @dataclasses.dataclass

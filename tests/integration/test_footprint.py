@@ -112,6 +112,7 @@ OURS_UNUSED = (
     "django_observe.tracing.setup",
     "django_observe.metrics.otlp",
     "django_observe.logging.otlp",
+    "django_observe.otlp_exporters",
 )
 
 

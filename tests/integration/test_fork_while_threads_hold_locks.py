@@ -86,7 +86,8 @@ sys.path.insert(0, sys.argv[1])
 sys.first_push_importing = threading.Event()
 
 from django_observe.identity import ServiceIdentity
-from django_observe.metrics.otlp import MetricsPusher, _exporter
+from django_observe.metrics.otlp import MetricsPusher
+from django_observe.otlp_exporters import otlp_exporter
 
 
 def collect():
@@ -94,7 +95,8 @@ def collect():
     return []
 
 
-exporter = _exporter("http://127.0.0.1:9", "http/protobuf", 1)  # nothing listens: nothing is exported
+# Nothing listens: nothing is exported.
+exporter = otlp_exporter("metrics", "http://127.0.0.1:9", "http/protobuf", timeout=1)
 MetricsPusher(None, collect, ServiceIdentity(), exporter, 0.05).start()
 assert sys.first_push_importing.wait(30), "the first push did not start"
 pid = os.fork()
