@@ -121,6 +121,16 @@ def wait_for_port(host: str, port: int, timeout: float = 20.0, proc: subprocess.
     raise TimeoutError(f"{host}:{port} did not open within {timeout}s")
 
 
+def run_python(code: str, *args: str, env: dict[str, str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """``python -c code *args`` in a fresh interpreter at the checkout's root, with ``env``; fails the test,
+    with the end of its stderr, unless it exits 0."""
+    result = subprocess.run(
+        [PYTHON, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 def finishes(function, timeout: float = 60.0):
     """``function()``'s result, called in a thread; fails if it is still running after ``timeout``.
 

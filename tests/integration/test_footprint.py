@@ -15,8 +15,6 @@ run, so another Python or Django version compares fairly). No wall clock is invo
 """
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -56,15 +54,7 @@ def _probe(config: str, tmp_path_factory) -> set[str]:
     folder = tmp_path_factory.mktemp(config)
     env = environment(config, str(folder / "db.sqlite3"))
     footprint.migrate(env)
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, str(folder / "modules.json")],
-        cwd=support.ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    support.run_python(PROBE, str(folder / "modules.json"), env=env, timeout=300)
     return set(json.loads((folder / "modules.json").read_text()))
 
 

@@ -4,8 +4,6 @@ update) does not block forever on its first import or metric update. Found in a 
 CPU-bound process: the parent's OTLP metrics pusher was importing on its first export when the pool forked, and
 both children stopped at the first import of their first task."""
 
-import subprocess
-
 import pytest
 
 from tests import support
@@ -71,10 +69,7 @@ def test_a_child_forked_while_a_thread_holds_the_import_or_metric_lock_goes_on(t
         OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",  # nothing listens: nothing is exported
         PYTHONWARNINGS="ignore::DeprecationWarning",  # fork() in a multi-threaded process (3.12+)
     )
-    result = subprocess.run(
-        [support.PYTHON, "-c", PROBE], cwd=support.ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = support.run_python(PROBE, env=env)
     # -14: the child was still blocked when its 5 s alarm fired
     assert result.stdout.splitlines() == ["import: exit 0", "metric update: exit 0"], result.stderr[-3000:]
 
@@ -118,13 +113,5 @@ def test_a_child_forked_during_the_first_push_does_not_block_on_a_module_it_was_
         "import sys, time\nsys.first_push_importing.set()\ntime.sleep(1.0)\n"
     )
     env = support.project_env(PYTHONWARNINGS="ignore::DeprecationWarning")
-    result = subprocess.run(
-        [support.PYTHON, "-c", FIRST_PUSH_PROBE, str(tmp_path)],
-        cwd=support.ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = support.run_python(FIRST_PUSH_PROBE, str(tmp_path), env=env)
     assert result.stdout.splitlines() == ["exit 0"], result.stderr[-3000:]  # -14: blocked until the alarm

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import http.server
-import subprocess
 import threading
 from urllib.parse import parse_qs, urlsplit
 
@@ -411,15 +410,7 @@ with correlation_context("req_first"), trace.get_tracer("t").start_as_current_sp
 
 def test_libraries_instrumented_before_django_loads_still_get_both_headers(tmp_path, recorder):
     env = support.sqlite_env(tmp_path)
-    result = subprocess.run(
-        [support.PYTHON, "-c", INSTRUMENTED_FIRST, recorder.url + "/first"],
-        cwd=support.ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    support.run_python(INSTRUMENTED_FIRST, recorder.url + "/first", env=env)
     for client in ("requests", "httpx", "async"):
         headers = recorder.one(f"/first?c={client}")
         assert headers[HEADER] == "req_first" and TRACE_HEADER in headers, client
@@ -449,10 +440,7 @@ def test_a_library_not_imported_at_startup_is_patched_on_its_first_import(tmp_pa
         "print(httpx.HTTPTransport.__dict__['handle_request'] is ours)\n"
     )
     env = support.sqlite_env(tmp_path)
-    result = subprocess.run(
-        [support.PYTHON, "-c", probe], cwd=support.ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
+    result = support.run_python(probe, env=env)
     first, second = result.stdout.splitlines()[-2:]
     assert first.startswith("False ") and "'httpx'" in first, result.stdout
     assert second == "True", result.stdout
