@@ -147,7 +147,8 @@ def _not_ready(request: HttpRequest) -> HttpResponse | None:
 @login_not_required
 async def readyz(request: HttpRequest) -> HttpResponse:
     """Readiness: the critical checks; 503 when one fails or the process is draining."""
-    return _not_ready(request) or await _report(request, critical_only=True)
+    refused = _not_ready(request)
+    return refused if refused is not None else await _report(request, critical_only=True)
 
 
 @csrf_exempt
@@ -155,7 +156,8 @@ async def readyz(request: HttpRequest) -> HttpResponse:
 def readyz_sync(request: HttpRequest) -> HttpResponse:
     """:func:`readyz` for a sync worker (the middleware answers ``/readyz`` with it under WSGI): the same
     answer without a thread and an event loop per probe."""
-    return _not_ready(request) or _report_sync(request, critical_only=True)
+    refused = _not_ready(request)
+    return refused if refused is not None else _report_sync(request, critical_only=True)
 
 
 @csrf_exempt
